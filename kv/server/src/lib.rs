@@ -1,0 +1,42 @@
+//! The TinyKV server: the gRPC `TinyKv` service over a [`Storage`].
+//!
+//! * [`Server`] holds the storage and implements the request handlers as
+//!   plain, synchronous methods. Lab 1 writes the raw ones in
+//!   [`raw_api`](crate::raw_api); later labs add the transactional ones.
+//! * [`service`] adapts a [`Server`] to the tonic-generated `TinyKv` trait:
+//!   it moves each call to a blocking thread (storage calls may fsync) and
+//!   answers RPCs of labs not built yet with `Unimplemented`.
+//! * [`serve`] runs the gRPC service on a listener until a shutdown signal.
+//!
+//! Handlers report bad input in the response's `error` field (see
+//! [`limits`]) and never change any data when they do.
+#![forbid(unsafe_code)]
+
+pub mod limits;
+pub mod raw_api;
+pub mod service;
+
+use std::sync::Arc;
+
+use tinykv_storage::Storage;
+
+pub use service::{serve, TinyKvService};
+
+/// Request handlers over a storage. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// Where every handler reads and writes.
+    storage: Arc<dyn Storage>,
+}
+
+impl Server {
+    /// A server over `storage`.
+    pub fn new(storage: Arc<dyn Storage>) -> Server {
+        Server { storage }
+    }
+
+    /// The storage the handlers use.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+}

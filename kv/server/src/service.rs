@@ -1,0 +1,198 @@
+//! The gRPC face of a [`Server`].
+//!
+//! [`TinyKvService`] implements the tonic-generated `TinyKv` trait. Each call
+//! runs its handler on tokio's blocking pool (handlers may wait for an
+//! fsync) and turns a handler panic, such as a lab stub's `todo!`, into an
+//! `Internal` status that carries the panic message, so that a client sees
+//! `lab 1: Server::raw_get …` instead of a dropped connection.
+//!
+//! RPCs whose lab is not built yet answer `Unimplemented` with a message
+//! naming the lab.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tinykv_proto::kvrpcpb::*;
+use tinykv_proto::raft_serverpb::{Done, RaftMessage, SnapshotChunk};
+use tinykv_proto::tinykvpb::tiny_kv_server::{TinyKv, TinyKvServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::Server;
+use crate::limits::MAX_GRPC_MESSAGE_BYTES;
+
+/// The tonic service over a [`Server`].
+#[derive(Clone, Debug)]
+pub struct TinyKvService {
+    server: Server,
+}
+
+impl TinyKvService {
+    /// Wraps `server`.
+    pub fn new(server: Server) -> TinyKvService {
+        TinyKvService { server }
+    }
+
+    /// The tonic server type, with message size limits set.
+    pub fn into_tonic(self) -> TinyKvServer<TinyKvService> {
+        TinyKvServer::new(self)
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+    }
+
+    /// Runs `handler` on the blocking pool and wraps its answer.
+    async fn call<Req, Resp>(
+        &self,
+        request: Request<Req>,
+        handler: fn(&Server, Req) -> Resp,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Send + 'static,
+        Resp: Send + 'static,
+    {
+        let server = self.server.clone();
+        let req = request.into_inner();
+        match tokio::task::spawn_blocking(move || handler(&server, req)).await {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(err) if err.is_panic() => {
+                let message = panic_message(err.into_panic());
+                log::error!("request handler panicked: {message}");
+                Err(Status::internal(format!("request handler panicked: {message}")))
+            }
+            Err(err) => Err(Status::internal(format!("request handler was cancelled: {err}"))),
+        }
+    }
+}
+
+/// The text of a panic payload.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(text) => (*text).to_string(),
+            Err(_) => "(panic payload is not a string)".to_string(),
+        },
+    }
+}
+
+/// The status for an RPC whose lab is not built yet.
+fn not_yet(rpc: &str, lab: &str) -> Status {
+    Status::unimplemented(format!(
+        "{rpc} is not implemented by this server yet (it arrives with lab {lab})"
+    ))
+}
+
+#[tonic::async_trait]
+impl TinyKv for TinyKvService {
+    async fn raw_get(
+        &self,
+        request: Request<RawGetRequest>,
+    ) -> Result<Response<RawGetResponse>, Status> {
+        self.call(request, Server::raw_get).await
+    }
+
+    async fn raw_put(
+        &self,
+        request: Request<RawPutRequest>,
+    ) -> Result<Response<RawPutResponse>, Status> {
+        self.call(request, Server::raw_put).await
+    }
+
+    async fn raw_delete(
+        &self,
+        request: Request<RawDeleteRequest>,
+    ) -> Result<Response<RawDeleteResponse>, Status> {
+        self.call(request, Server::raw_delete).await
+    }
+
+    async fn raw_scan(
+        &self,
+        request: Request<RawScanRequest>,
+    ) -> Result<Response<RawScanResponse>, Status> {
+        self.call(request, Server::raw_scan).await
+    }
+
+    async fn kv_get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        Err(not_yet("KvGet", "4b"))
+    }
+
+    async fn kv_scan(&self, _: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        Err(not_yet("KvScan", "4c"))
+    }
+
+    async fn kv_prewrite(
+        &self,
+        _: Request<PrewriteRequest>,
+    ) -> Result<Response<PrewriteResponse>, Status> {
+        Err(not_yet("KvPrewrite", "4b"))
+    }
+
+    async fn kv_commit(
+        &self,
+        _: Request<CommitRequest>,
+    ) -> Result<Response<CommitResponse>, Status> {
+        Err(not_yet("KvCommit", "4b"))
+    }
+
+    async fn kv_check_txn_status(
+        &self,
+        _: Request<CheckTxnStatusRequest>,
+    ) -> Result<Response<CheckTxnStatusResponse>, Status> {
+        Err(not_yet("KvCheckTxnStatus", "4c"))
+    }
+
+    async fn kv_batch_rollback(
+        &self,
+        _: Request<BatchRollbackRequest>,
+    ) -> Result<Response<BatchRollbackResponse>, Status> {
+        Err(not_yet("KvBatchRollback", "4c"))
+    }
+
+    async fn kv_resolve_lock(
+        &self,
+        _: Request<ResolveLockRequest>,
+    ) -> Result<Response<ResolveLockResponse>, Status> {
+        Err(not_yet("KvResolveLock", "4c"))
+    }
+
+    async fn raft(&self, _: Request<Streaming<RaftMessage>>) -> Result<Response<Done>, Status> {
+        Err(not_yet("Raft", "2b"))
+    }
+
+    async fn snapshot(
+        &self,
+        _: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<Done>, Status> {
+        Err(not_yet("Snapshot", "2c"))
+    }
+
+    async fn coprocessor(
+        &self,
+        _: Request<tinykv_proto::coprocessor::Request>,
+    ) -> Result<Response<tinykv_proto::coprocessor::Response>, Status> {
+        Err(Status::unimplemented(
+            "Coprocessor is part of the TinyKV protocol but not of this course; this server does not serve it",
+        ))
+    }
+}
+
+/// Serves `server` over gRPC on `listener` until `shutdown` completes, then
+/// finishes the calls in flight and returns.
+pub async fn serve(
+    listener: TcpListener,
+    server: Server,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(TinyKvService::new(server).into_tonic())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// The address a listener is bound to, for log lines (`127.0.0.1:0` binds an
+/// ephemeral port; this gives the real one).
+pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}
