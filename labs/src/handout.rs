@@ -62,8 +62,12 @@ impl Report {
     /// Prints the summary.
     pub fn print(&self) {
         println!("handout of stage {} written to {}", self.stage, self.out.display());
-        println!("  files copied: {} ({} with solution regions rewritten)", self.files_copied, self.files_stripped);
-        let labs: BTreeSet<&String> = self.regions_stripped.keys().chain(self.regions_kept.keys()).collect();
+        println!(
+            "  files copied: {} ({} with solution regions rewritten)",
+            self.files_copied, self.files_stripped
+        );
+        let labs: BTreeSet<&String> =
+            self.regions_stripped.keys().chain(self.regions_kept.keys()).collect();
         if labs.is_empty() {
             println!("  solution regions: none");
         }
@@ -92,7 +96,10 @@ impl Report {
             }
         }
         if self.summary_lines_dropped > 0 {
-            println!("  {SUMMARY_PATH}: {} line(s) linking removed documents dropped", self.summary_lines_dropped);
+            println!(
+                "  {SUMMARY_PATH}: {} line(s) linking removed documents dropped",
+                self.summary_lines_dropped
+            );
         }
     }
 }
@@ -178,9 +185,13 @@ fn check_out_dir(root: &Path, out: &Path, force: bool) -> Result<()> {
         if !out.is_dir() {
             bail!("--out {} exists and is not a folder", out.display());
         }
-        let mut entries = std::fs::read_dir(out).context(|| format!("reading {}", out.display()))?;
+        let mut entries =
+            std::fs::read_dir(out).context(|| format!("reading {}", out.display()))?;
         if entries.next().is_some() && !force {
-            bail!("--out {} is not empty; use --force to replace its contents (a .git folder in it is kept)", out.display());
+            bail!(
+                "--out {} is not empty; use --force to replace its contents (a .git folder in it is kept)",
+                out.display()
+            );
         }
     }
     Ok(())
@@ -211,7 +222,11 @@ enum Action {
 }
 
 /// Drops lines of a SUMMARY.md (at `summary_rel`) that link one of `gone`.
-pub fn prune_summary(text: &str, summary_rel: &str, gone: &dyn Fn(&str) -> bool) -> (String, usize) {
+pub fn prune_summary(
+    text: &str,
+    summary_rel: &str,
+    gone: &dyn Fn(&str) -> bool,
+) -> (String, usize) {
     let base: Vec<&str> = summary_rel.split('/').collect();
     let base = &base[..base.len() - 1];
     let mut out = String::with_capacity(text.len());
@@ -252,7 +267,10 @@ pub fn make(manifest: &Manifest, opts: &Options) -> Result<Report> {
     let stage = stage_index(manifest, &opts.stage)?;
     for k in &opts.keep_solutions {
         if manifest.lab(k).is_none() {
-            bail!("--keep-solutions: no lab `{k}` in the manifest (labs: {})", manifest.lab_ids().join(", "));
+            bail!(
+                "--keep-solutions: no lab `{k}` in the manifest (labs: {})",
+                manifest.lab_ids().join(", ")
+            );
         }
     }
     let out = absolute(&opts.out)?;
@@ -260,7 +278,8 @@ pub fn make(manifest: &Manifest, opts: &Options) -> Result<Report> {
 
     let later = later_lab_files(manifest, stage);
     let files = walk::walk(root)?;
-    let mut report = Report { stage: manifest.labs[stage].id.clone(), out: out.clone(), ..Report::default() };
+    let mut report =
+        Report { stage: manifest.labs[stage].id.clone(), out: out.clone(), ..Report::default() };
     let keep = |lab: &str| opts.keep_solutions.iter().any(|k| k == lab);
     let known = |lab: &str| manifest.lab(lab).is_some();
 
@@ -289,7 +308,9 @@ pub fn make(manifest: &Manifest, opts: &Options) -> Result<Report> {
             plan.push((rel.clone(), Action::Copy)); // not UTF-8: copied as is
             continue;
         };
-        let regions = match markers::scan(&text, leader).and_then(|r| markers::check_labs(&r, &known).map(|()| r)) {
+        let regions = match markers::scan(&text, leader)
+            .and_then(|r| markers::check_labs(&r, &known).map(|()| r))
+        {
             Ok(r) => r,
             Err(e) => {
                 errors.push(format!("{rel}:{}: {}", e.line, e.message));
@@ -303,7 +324,11 @@ pub fn make(manifest: &Manifest, opts: &Options) -> Result<Report> {
         match markers::strip(&text, leader, &keep) {
             Ok(stripped) => {
                 for r in &regions {
-                    let map = if keep(&r.lab) { &mut report.regions_kept } else { &mut report.regions_stripped };
+                    let map = if keep(&r.lab) {
+                        &mut report.regions_kept
+                    } else {
+                        &mut report.regions_stripped
+                    };
                     *map.entry(r.lab.clone()).or_default() += 1;
                 }
                 report.files_stripped += 1;
@@ -321,7 +346,8 @@ pub fn make(manifest: &Manifest, opts: &Options) -> Result<Report> {
     let removed: BTreeSet<String> = report.removed.iter().map(|(p, _)| p.clone()).collect();
     let mut summary_action = None;
     if copied.contains(SUMMARY_PATH) {
-        let text = std::fs::read_to_string(root.join(SUMMARY_PATH)).context(|| format!("reading {SUMMARY_PATH}"))?;
+        let text = std::fs::read_to_string(root.join(SUMMARY_PATH))
+            .context(|| format!("reading {SUMMARY_PATH}"))?;
         let (pruned, dropped) = prune_summary(&text, SUMMARY_PATH, &|p| removed.contains(p));
         if dropped > 0 {
             report.summary_lines_dropped = dropped;
@@ -380,7 +406,9 @@ fn make_link(target: &Path, dst: &Path) -> std::io::Result<()> {
 
 /// Checks the markers of every scanned file of the tree. Returns the
 /// problems as `file:line: message`, and the number of regions per lab.
-pub fn check_tree_markers(manifest: &Manifest) -> Result<(Vec<String>, BTreeMap<String, usize>, usize)> {
+pub fn check_tree_markers(
+    manifest: &Manifest,
+) -> Result<(Vec<String>, BTreeMap<String, usize>, usize)> {
     let known = |lab: &str| manifest.lab(lab).is_some();
     let mut errors = Vec::new();
     let mut per_lab: BTreeMap<String, usize> = BTreeMap::new();
@@ -392,7 +420,8 @@ pub fn check_tree_markers(manifest: &Manifest) -> Result<(Vec<String>, BTreeMap<
         let Some(leader) = markers::leader_for(Path::new(&entry.rel)) else { continue };
         let Ok(text) = std::fs::read_to_string(manifest.root.join(&entry.rel)) else { continue };
         scanned += 1;
-        match markers::scan(&text, leader).and_then(|r| markers::check_labs(&r, &known).map(|()| r)) {
+        match markers::scan(&text, leader).and_then(|r| markers::check_labs(&r, &known).map(|()| r))
+        {
             Ok(regions) => {
                 for r in regions {
                     *per_lab.entry(r.lab).or_default() += 1;
@@ -487,7 +516,11 @@ split_3 = 10
             ]),
         );
         write(root, "fx/src/plain.rs", "pub fn plain() {}\r\nno newline");
-        write(root, "Makefile", &lines(&["all:", "# SOLUTION BEGIN lab 2a", "\techo solution", "# SOLUTION END"]));
+        write(
+            root,
+            "Makefile",
+            &lines(&["all:", "# SOLUTION BEGIN lab 2a", "\techo solution", "# SOLUTION END"]),
+        );
         for t in ["project1", "project2", "project2b", "project3"] {
             write(root, &format!("fx/tests/{t}.rs"), "#[test]\nfn t() {}\n");
         }
@@ -514,7 +547,12 @@ split_3 = 10
     }
 
     fn opts(stage: &str, out: &Path) -> Options {
-        Options { stage: stage.into(), out: out.to_path_buf(), keep_solutions: vec![], force: false }
+        Options {
+            stage: stage.into(),
+            out: out.to_path_buf(),
+            keep_solutions: vec![],
+            force: false,
+        }
     }
 
     fn read(root: &Path, rel: &str) -> String {
@@ -530,7 +568,10 @@ split_3 = 10
         let o = out.path();
 
         // Regions of every lab, before and after the stage, are stubbed.
-        assert_eq!(read(o, "fx/src/lib.rs"), lines(&["pub fn get() -> u32 {", "    todo!(\"lab 1: get\")", "}"]));
+        assert_eq!(
+            read(o, "fx/src/lib.rs"),
+            lines(&["pub fn get() -> u32 {", "    todo!(\"lab 1: get\")", "}"])
+        );
         assert_eq!(read(o, "Makefile"), "all:\n");
         assert_eq!(report.regions_stripped.get("1"), Some(&1));
         assert_eq!(report.regions_stripped.get("2a"), Some(&1));
@@ -573,7 +614,13 @@ split_3 = 10
         let removed: Vec<&str> = report.removed.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             removed,
-            vec!["docs/src/instructors.md", "docs/src/lab3.md", "fx/tests/project2b.rs", "fx/tests/project3.rs", "secret/answers.txt"]
+            vec![
+                "docs/src/instructors.md",
+                "docs/src/lab3.md",
+                "fx/tests/project2b.rs",
+                "fx/tests/project3.rs",
+                "secret/answers.txt"
+            ]
         );
     }
 
@@ -586,7 +633,10 @@ split_3 = 10
         o.keep_solutions = vec!["1".into()];
         let report = make(&m, &o).unwrap();
         assert_eq!(report.stage, "2b");
-        assert_eq!(read(out.path(), "fx/src/lib.rs"), lines(&["pub fn get() -> u32 {", "    42", "}"]));
+        assert_eq!(
+            read(out.path(), "fx/src/lib.rs"),
+            lines(&["pub fn get() -> u32 {", "    42", "}"])
+        );
         assert_eq!(report.regions_kept.get("1"), Some(&1));
         assert!(out.path().join("fx/tests/project2b.rs").is_file());
         o.keep_solutions = vec!["9".into()];
@@ -621,7 +671,11 @@ split_3 = 10
     #[test]
     fn broken_markers_write_nothing() {
         let repo = fixture();
-        write(repo.path(), "fx/src/bad.rs", &lines(&["x", "// SOLUTION BEGIN lab 9", "// SOLUTION END"]));
+        write(
+            repo.path(),
+            "fx/src/bad.rs",
+            &lines(&["x", "// SOLUTION BEGIN lab 9", "// SOLUTION END"]),
+        );
         write(repo.path(), "fx/src/bad2.rs", &lines(&["// SOLUTION STUB"]));
         let m = Manifest::load(repo.path()).unwrap();
         let out = tempfile::tempdir().unwrap();
@@ -637,7 +691,9 @@ split_3 = 10
     #[test]
     fn summary_pruning_resolves_relative_links() {
         let text = "- [A](../x/a.md)\n- [B](b.md)\n- [C](sub/c.md) and [D](d.md)\n";
-        let (out, n) = prune_summary(text, "docs/src/SUMMARY.md", &|p| p == "docs/x/a.md" || p == "docs/src/d.md");
+        let (out, n) = prune_summary(text, "docs/src/SUMMARY.md", &|p| {
+            p == "docs/x/a.md" || p == "docs/src/d.md"
+        });
         assert_eq!(out, "- [B](b.md)\n");
         assert_eq!(n, 2);
     }

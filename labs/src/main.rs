@@ -137,7 +137,8 @@ fn find_root(root: Option<&Path>) -> Result<PathBuf> {
         }
         return Ok(handout::absolute(r)?);
     }
-    let cwd = std::env::current_dir().map_err(|e| Error::msg(format!("reading the current folder: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::msg(format!("reading the current folder: {e}")))?;
     let mut dir = cwd.as_path();
     loop {
         if dir.join(MANIFEST_PATH).is_file() {
@@ -167,9 +168,13 @@ fn run(cli: Cli) -> Result<u8> {
             let seed = match seed {
                 Some(s) => Some(s),
                 None => match std::env::var("TINYKV_SEED") {
-                    Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().map_err(|_| {
-                        Error::msg(format!("TINYKV_SEED={v} in the environment is not a number"))
-                    })?),
+                    Ok(v) if !v.trim().is_empty() => {
+                        Some(v.trim().parse::<u64>().map_err(|_| {
+                            Error::msg(format!(
+                                "TINYKV_SEED={v} in the environment is not a number"
+                            ))
+                        })?)
+                    }
                     _ => None,
                 },
             };
@@ -182,11 +187,20 @@ fn run(cli: Cli) -> Result<u8> {
             if timeout == Some(0) {
                 return Err(Error::msg("--timeout must be at least 1"));
             }
-            run_test(&manifest, &lab, test.as_deref(), seed, seeds, jobs, timeout.map(Duration::from_secs))
+            run_test(
+                &manifest,
+                &lab,
+                test.as_deref(),
+                seed,
+                seeds,
+                jobs,
+                timeout.map(Duration::from_secs),
+            )
         }
         Cmd::Handout { stage, out, keep_solutions, force } => {
             let started = Instant::now();
-            let report = handout::make(&manifest, &handout::Options { stage, out, keep_solutions, force })?;
+            let report =
+                handout::make(&manifest, &handout::Options { stage, out, keep_solutions, force })?;
             report.print();
             println!("done in {}", secs(started.elapsed()));
             Ok(0)
@@ -195,8 +209,10 @@ fn run(cli: Cli) -> Result<u8> {
             if jobs == 0 {
                 return Err(Error::msg("--jobs must be at least 1"));
             }
-            let ok =
-                verify::run(&manifest, &verify::Options { stage, jobs, timeout: timeout.map(Duration::from_secs) })?;
+            let ok = verify::run(
+                &manifest,
+                &verify::Options { stage, jobs, timeout: timeout.map(Duration::from_secs) },
+            )?;
             Ok(if ok { 0 } else { 1 })
         }
     }
@@ -205,8 +221,9 @@ fn run(cli: Cli) -> Result<u8> {
 /// Prints rows as left-aligned columns (numeric columns right-aligned).
 fn print_table(rows: &[Vec<String>], right: &[usize]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
     for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
@@ -254,7 +271,14 @@ fn list(m: &Manifest) {
             format!("{}{note}", lab.doc.as_deref().unwrap_or("-")),
         ]);
     }
-    rows.push(vec!["total".into(), String::new(), tests.to_string(), points.to_string(), String::new(), String::new()]);
+    rows.push(vec![
+        "total".into(),
+        String::new(),
+        tests.to_string(),
+        points.to_string(),
+        String::new(),
+        String::new(),
+    ]);
     print_table(&rows, &[2, 3]);
     if !m.groups.is_empty() {
         println!();
@@ -300,13 +324,17 @@ fn run_test(
             }
             Presence::NotInHandout => {
                 if sel.is_group {
-                    println!("lab {} has no graded tests yet (its suite is not in this handout)", lab.id);
+                    println!(
+                        "lab {} has no graded tests yet (its suite is not in this handout)",
+                        lab.id
+                    );
                 }
             }
         }
     }
     if runnable.is_empty() {
-        let what = if sel.is_group { format!("group {selector}") } else { format!("lab {selector}") };
+        let what =
+            if sel.is_group { format!("group {selector}") } else { format!("lab {selector}") };
         let why = if sel.labs.iter().any(|l| m.presence(l) == Presence::NotInHandout) {
             " (its suite is not in this handout)"
         } else {
@@ -335,9 +363,15 @@ fn run_test(
         timeout,
         log_dir: Some(ws.effective_target_dir().join("labs-logs")),
     };
-    let mut header = format!("running {} graded test(s) of {}", job_list.len(), labs_phrase(&runnable));
+    let mut header =
+        format!("running {} graded test(s) of {}", job_list.len(), labs_phrase(&runnable));
     if seed_list.len() > 1 {
-        header.push_str(&format!(" under {} seeds ({}..={})", seed_list.len(), seed_list[0], seed_list[seed_list.len() - 1]));
+        header.push_str(&format!(
+            " under {} seeds ({}..={})",
+            seed_list.len(),
+            seed_list[0],
+            seed_list[seed_list.len() - 1]
+        ));
     } else if let Some(s) = seed_list.first() {
         header.push_str(&format!(" with seed {s}"));
     }
@@ -349,7 +383,11 @@ fn run_test(
     let outcomes = runner::run_jobs(&job_list, &opts, &mut |done, total, job, o| {
         let result = match (&o.status, multi) {
             (Status::Passed, true) => format!("ok ({} seeds)", o.runs),
-            (s, true) => format!("{} (seed {})", s.label(), o.seed.map(|s| s.to_string()).unwrap_or_default()),
+            (s, true) => format!(
+                "{} (seed {})",
+                s.label(),
+                o.seed.map(|s| s.to_string()).unwrap_or_default()
+            ),
             (s, false) => s.label().to_string(),
         };
         println!("[{done:>width$}/{total}] {} ... {result} ({})", job.name, secs(o.elapsed));
@@ -372,8 +410,16 @@ fn run_test(
         };
         let seed_note = seed.map(|s| format!(", seed {s}")).unwrap_or_default();
         println!("---- {} (lab {}) {}: {how}{seed_note} ----", job.name, job.lab, o.status.label());
-        for line in runner::failure_excerpt(&o.output, &job.name, 25) {
-            println!("    {line}");
+        let excerpt = runner::failure_excerpt(&o.output, &job.name, 25);
+        if excerpt.is_empty() {
+            println!("    (no output)");
+        }
+        for line in excerpt {
+            if line.is_empty() {
+                println!();
+            } else {
+                println!("    {line}");
+            }
         }
         if let Some(log) = &o.log {
             println!("full output: {}", log.display());
@@ -386,7 +432,13 @@ fn run_test(
 
     // Table and score.
     println!();
-    let mut rows = vec![vec!["test".to_string(), "lab".into(), "points".into(), "result".into(), "time".into()]];
+    let mut rows = vec![vec![
+        "test".to_string(),
+        "lab".into(),
+        "points".into(),
+        "result".into(),
+        "time".into(),
+    ]];
     for o in &outcomes {
         let job = &job_list[o.job];
         let mut result = o.status.label().to_string();
@@ -396,7 +448,13 @@ fn run_test(
             }
         }
         let got = if o.status.passed() { job.points } else { 0 };
-        rows.push(vec![job.name.clone(), job.lab.clone(), format!("{got}/{}", job.points), result, secs(o.elapsed)]);
+        rows.push(vec![
+            job.name.clone(),
+            job.lab.clone(),
+            format!("{got}/{}", job.points),
+            result,
+            secs(o.elapsed),
+        ]);
     }
     print_table(&rows, &[2, 4]);
     println!();
@@ -409,7 +467,12 @@ fn run_test(
             }
         }
     }
-    println!("build {}, tests {}, total {}", secs(build_time), secs(run_time), secs(started.elapsed()));
+    println!(
+        "build {}, tests {}, total {}",
+        secs(build_time),
+        secs(run_time),
+        secs(started.elapsed())
+    );
     println!("Score: {got}/{total} points ({passed}/{count} tests passed)");
     if !replays.is_empty() {
         println!();

@@ -194,13 +194,15 @@ impl Manifest {
     /// Reads and validates `<root>/labs/labs.toml`.
     pub fn load(root: &Path) -> Result<Manifest> {
         let path = root.join(MANIFEST_PATH);
-        let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
         Manifest::parse(&text, root)
     }
 
     /// Parses and validates manifest text for the repository at `root`.
     pub fn parse(text: &str, root: &Path) -> Result<Manifest> {
-        let raw: RawManifest = toml::from_str(text).map_err(|e| Error::msg(format!("{MANIFEST_PATH}: {e}")))?;
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| Error::msg(format!("{MANIFEST_PATH}: {e}")))?;
         resolve(raw, root).map_err(|e| Error::msg(format!("{MANIFEST_PATH}: {e}")))
     }
 
@@ -228,7 +230,11 @@ impl Manifest {
             let labs = self.labs.iter().filter(|l| group.labs.contains(&l.id)).collect();
             return Ok(Selection { is_group: true, labs });
         }
-        bail!("no lab or group named `{selector}` in {MANIFEST_PATH} (labs: {}; groups: {})", self.lab_ids().join(", "), self.group_names().join(", "))
+        bail!(
+            "no lab or group named `{selector}` in {MANIFEST_PATH} (labs: {}; groups: {})",
+            self.lab_ids().join(", "),
+            self.group_names().join(", ")
+        )
     }
 
     /// Every lab id, in course order.
@@ -264,7 +270,8 @@ impl Manifest {
         for lab in self.labs.iter().filter(|l| l.has_tests()) {
             for suite in &lab.suites {
                 if !self.root.join(&suite.path).is_file() {
-                    errors.push(format!("lab {}: suite file {} does not exist", lab.id, suite.path));
+                    errors
+                        .push(format!("lab {}: suite file {} does not exist", lab.id, suite.path));
                 }
             }
             if let Some(doc) = &lab.doc {
@@ -283,11 +290,7 @@ impl Manifest {
 }
 
 fn join_errors(errors: Vec<String>) -> Result<()> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::msg(errors.join("\n")))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::msg(errors.join("\n"))) }
 }
 
 fn is_id(s: &str) -> bool {
@@ -339,7 +342,10 @@ fn resolve(raw: RawManifest, root: &Path) -> std::result::Result<Manifest, Strin
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     for lab in &raw.labs {
         if !is_id(&lab.id) {
-            errors.push(format!("lab id `{}` must be lowercase letters and digits (e.g. `2ab`)", lab.id));
+            errors.push(format!(
+                "lab id `{}` must be lowercase letters and digits (e.g. `2ab`)",
+                lab.id
+            ));
         }
         if !seen.insert(&lab.id) {
             errors.push(format!("lab `{}` is defined twice", lab.id));
@@ -393,9 +399,9 @@ fn resolve(raw: RawManifest, root: &Path) -> std::result::Result<Manifest, Strin
         for req in &rl.requires {
             match position(req) {
                 None => errors.push(format!("lab {id}: requires unknown lab `{req}`")),
-                Some(p) if p >= index => {
-                    errors.push(format!("lab {id}: requires lab `{req}`, which does not come before it in course order"))
-                }
+                Some(p) if p >= index => errors.push(format!(
+                    "lab {id}: requires lab `{req}`, which does not come before it in course order"
+                )),
                 Some(_) => {}
             }
         }
@@ -521,9 +527,13 @@ fn find_package(root: &Path, path: &str) -> std::result::Result<Option<Package>,
         let dir = parts.join("/");
         let cargo_toml = root.join(&dir).join("Cargo.toml");
         if cargo_toml.is_file() {
-            let text = std::fs::read_to_string(&cargo_toml).map_err(|e| format!("reading {}: {e}", cargo_toml.display()))?;
-            let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", cargo_toml.display()))?;
-            if let Some(name) = table.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) {
+            let text = std::fs::read_to_string(&cargo_toml)
+                .map_err(|e| format!("reading {}: {e}", cargo_toml.display()))?;
+            let table: toml::Table =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", cargo_toml.display()))?;
+            if let Some(name) =
+                table.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str())
+            {
                 return Ok(Some(Package { name: name.to_string(), dir }));
             }
         }
@@ -544,9 +554,14 @@ mod tests {
         std::fs::create_dir_all(root.join("fx/tests")).unwrap();
         std::fs::create_dir_all(root.join("docs")).unwrap();
         std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"fx\"]\n").unwrap();
-        std::fs::write(root.join("fx/Cargo.toml"), "[package]\nname = \"fx-pkg\"\nversion = \"0.1.0\"\n").unwrap();
+        std::fs::write(
+            root.join("fx/Cargo.toml"),
+            "[package]\nname = \"fx-pkg\"\nversion = \"0.1.0\"\n",
+        )
+        .unwrap();
         std::fs::write(root.join("fx/tests/suite1.rs"), "").unwrap();
         std::fs::write(root.join("docs/lab1.md"), "# Lab 1\n").unwrap();
+        std::fs::write(root.join("docs/lab2.md"), "# Lab 2\n").unwrap();
         dir
     }
 
@@ -657,10 +672,11 @@ thing_2b = 3
 
     #[test]
     fn duplicate_test_across_labs_is_an_error() {
-        let text = GOOD.replace("thing_2b = 3", "thing_2b = 3").replace(
-            "title = \"Two A\"",
-            "title = \"Two A\"\nsuites = [\"fx/tests/suite1.rs\"]\n[lab.tests]\nx_2a = 1",
+        let text = GOOD.replace(
+            "requires = [\"1\"]\ndoc = \"docs/lab2.md\"",
+            "requires = [\"1\"]\ndoc = \"docs/lab2.md\"\nsuites = [\"fx/tests/suite1.rs\"]\n[lab.tests]\nx_2a = 1",
         );
+        assert_ne!(text, GOOD);
         assert!(parse(&text).is_ok(), "{:?}", parse(&text).err());
         // The same name under two labs (it cannot end with both ids, so two
         // errors: the suffix and the duplicate).
@@ -673,7 +689,8 @@ thing_2b = 3
     fn duplicate_lab_and_bad_group_are_errors() {
         let e = parse(&GOOD.replace("id = \"2a\"", "id = \"1\"")).unwrap_err();
         assert!(e.to_string().contains("lab `1` is defined twice"), "{e}");
-        let e = parse(&GOOD.replace("\"2\" = [\"2b\", \"2a\"]", "\"2\" = [\"2b\", \"2z\"]")).unwrap_err();
+        let e = parse(&GOOD.replace("\"2\" = [\"2b\", \"2a\"]", "\"2\" = [\"2b\", \"2z\"]"))
+            .unwrap_err();
         assert!(e.to_string().contains("group `2` names unknown lab `2z`"), "{e}");
         let e = parse(&GOOD.replace("\"2\" = [", "\"2a\" = [")).unwrap_err();
         assert!(e.to_string().contains("group `2a` has the same name as a lab"), "{e}");
@@ -683,13 +700,15 @@ thing_2b = 3
     fn tests_need_suites_and_a_document() {
         let e = parse(&GOOD.replace("suites = [\"fx/tests/suite2.rs\"]", "")).unwrap_err();
         assert!(e.to_string().contains("lab 2b: has graded tests but no `suites`"), "{e}");
-        let e = parse(&GOOD.replace("doc = \"docs/lab1.md\"", "doc = \"docs/nope.md\"")).unwrap_err();
+        let e =
+            parse(&GOOD.replace("doc = \"docs/lab1.md\"", "doc = \"docs/nope.md\"")).unwrap_err();
         assert!(e.to_string().contains("lab 1: document docs/nope.md does not exist"), "{e}");
     }
 
     #[test]
     fn bad_paths_and_unknown_fields_are_errors() {
-        let e = parse(&GOOD.replace("remove = [\"secret\"", "remove = [\"../secret\"")).unwrap_err();
+        let e =
+            parse(&GOOD.replace("remove = [\"secret\"", "remove = [\"../secret\"")).unwrap_err();
         assert!(e.to_string().contains("must not contain `..`"), "{e}");
         let e = parse(&GOOD.replace("timeout_secs = 5", "timeout_sec = 5")).unwrap_err();
         assert!(e.to_string().contains("timeout_sec"), "{e}");

@@ -136,7 +136,9 @@ fn parse_marker(content: &str, leader: &str) -> Result<Option<Marker>, String> {
         "expected `{leader} SOLUTION BEGIN lab <id>`, `{leader} SOLUTION STUB` or `{leader} SOLUTION END`"
     );
     match words.as_slice() {
-        ["SOLUTION", "BEGIN", "lab", id] if is_lab_id(id) => Ok(Some(Marker::Begin(id.to_string()))),
+        ["SOLUTION", "BEGIN", "lab", id] if is_lab_id(id) => {
+            Ok(Some(Marker::Begin(id.to_string())))
+        }
         ["SOLUTION", "BEGIN", "lab", id] => Err(format!(
             "malformed marker `{}`: `{id}` is not a lab id (lowercase letters and digits)",
             content.trim()
@@ -147,7 +149,9 @@ fn parse_marker(content: &str, leader: &str) -> Result<Option<Marker>, String> {
         )),
         ["SOLUTION", "STUB"] => Ok(Some(Marker::Stub)),
         ["SOLUTION", "END"] => Ok(Some(Marker::End(None))),
-        ["SOLUTION", "END", "lab", id] if is_lab_id(id) => Ok(Some(Marker::End(Some(id.to_string())))),
+        ["SOLUTION", "END", "lab", id] if is_lab_id(id) => {
+            Ok(Some(Marker::End(Some(id.to_string()))))
+        }
         _ => Err(format!("malformed marker `{}`: {expected}", content.trim())),
     }
 }
@@ -183,7 +187,8 @@ pub fn scan(text: &str, leader: &str) -> Result<Vec<Region>, MarkerError> {
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let n = i + 1;
         let (content, _) = split_ending(line);
-        let marker = parse_marker(content, leader).map_err(|message| MarkerError { line: n, message })?;
+        let marker =
+            parse_marker(content, leader).map_err(|message| MarkerError { line: n, message })?;
         match (marker, &mut open) {
             (Some(Marker::Begin(lab)), None) => open = Some((lab, n, None)),
             (Some(Marker::Begin(_)), Some((lab, begin, _))) => {
@@ -195,7 +200,10 @@ pub fn scan(text: &str, leader: &str) -> Result<Vec<Region>, MarkerError> {
                 });
             }
             (Some(Marker::Stub), None) => {
-                return Err(MarkerError { line: n, message: "SOLUTION STUB outside a solution region".to_string() });
+                return Err(MarkerError {
+                    line: n,
+                    message: "SOLUTION STUB outside a solution region".to_string(),
+                });
             }
             (Some(Marker::Stub), Some((_, _, stub @ None))) => *stub = Some(n),
             (Some(Marker::Stub), Some((_, begin, Some(first)))) => {
@@ -207,7 +215,10 @@ pub fn scan(text: &str, leader: &str) -> Result<Vec<Region>, MarkerError> {
                 });
             }
             (Some(Marker::End(_)), None) => {
-                return Err(MarkerError { line: n, message: "SOLUTION END without SOLUTION BEGIN".to_string() });
+                return Err(MarkerError {
+                    line: n,
+                    message: "SOLUTION END without SOLUTION BEGIN".to_string(),
+                });
             }
             (Some(Marker::End(end_lab)), Some((lab, begin, stub))) => {
                 if let Some(end_lab) = end_lab {
@@ -232,7 +243,9 @@ pub fn scan(text: &str, leader: &str) -> Result<Vec<Region>, MarkerError> {
     if let Some((lab, begin, _)) = open {
         return Err(MarkerError {
             line: begin,
-            message: format!("the region of lab {lab} opened here has no SOLUTION END before the end of the file"),
+            message: format!(
+                "the region of lab {lab} opened here has no SOLUTION END before the end of the file"
+            ),
         });
     }
     Ok(regions)
@@ -244,7 +257,10 @@ pub fn check_labs(regions: &[Region], known: &dyn Fn(&str) -> bool) -> Result<()
         if !known(&r.lab) {
             return Err(MarkerError {
                 line: r.begin,
-                message: format!("SOLUTION BEGIN names lab {}, which is not in the manifest", r.lab),
+                message: format!(
+                    "SOLUTION BEGIN names lab {}, which is not in the manifest",
+                    r.lab
+                ),
             });
         }
     }
@@ -280,7 +296,8 @@ pub fn strip(text: &str, leader: &str, keep: &dyn Fn(&str) -> bool) -> Result<St
                 out.push_str(line);
             }
         } else if !keep(&r.lab) {
-            let (indent, code) = uncomment(content, leader).map_err(|message| MarkerError { line: n, message })?;
+            let (indent, code) =
+                uncomment(content, leader).map_err(|message| MarkerError { line: n, message })?;
             out.push_str(indent);
             out.push_str(code);
             out.push_str(ending);
@@ -348,7 +365,14 @@ mod tests {
         let out = strip(&sample(), "//", &all).unwrap();
         assert_eq!(
             out,
-            lines(&["fn write() -> u32 {", "    todo!(\"lab 1: write\")", "", "        nested indent", "}", "fn tail() {}",])
+            lines(&[
+                "fn write() -> u32 {",
+                "    todo!(\"lab 1: write\")",
+                "",
+                "        nested indent",
+                "}",
+                "fn tail() {}",
+            ])
         );
         assert!(scan(&out, "//").unwrap().is_empty());
     }
@@ -356,11 +380,21 @@ mod tests {
     #[test]
     fn strip_keeps_solutions_of_kept_labs() {
         let out = strip(&sample(), "//", &|lab| lab == "1").unwrap();
-        assert_eq!(out, lines(&["fn write() -> u32 {", "    let x = 1;", "    x + 1", "}", "fn tail() {}",]));
+        assert_eq!(
+            out,
+            lines(&["fn write() -> u32 {", "    let x = 1;", "    x + 1", "}", "fn tail() {}",])
+        );
         let out = strip(&sample(), "//", &|_| true).unwrap();
         assert_eq!(
             out,
-            lines(&["fn write() -> u32 {", "    let x = 1;", "    x + 1", "}", "use std::collections::HashMap;", "fn tail() {}",])
+            lines(&[
+                "fn write() -> u32 {",
+                "    let x = 1;",
+                "    x + 1",
+                "}",
+                "use std::collections::HashMap;",
+                "fn tail() {}",
+            ])
         );
     }
 
@@ -390,7 +424,14 @@ mod tests {
 
     #[test]
     fn hash_leader() {
-        let text = lines(&["a = 1", "# SOLUTION BEGIN lab 3b", "b = 2", "# SOLUTION STUB", "# b = 0", "# SOLUTION END"]);
+        let text = lines(&[
+            "a = 1",
+            "# SOLUTION BEGIN lab 3b",
+            "b = 2",
+            "# SOLUTION STUB",
+            "# b = 0",
+            "# SOLUTION END",
+        ]);
         assert_eq!(strip(&text, "#", &all).unwrap(), lines(&["a = 1", "b = 0"]));
         // `//` markers mean nothing in a `#` file.
         let text = lines(&["x", "// SOLUTION BEGIN", "y"]);
@@ -473,7 +514,12 @@ mod tests {
             assert!(e.message.contains(what), "{bad}: {e}");
         }
         // Not markers: other words, doc comments, code.
-        for fine in ["// SOLUTIONS are", "/// SOLUTION BEGIN", "//! SOLUTION END", "let s = \"// SOLUTION END\";"] {
+        for fine in [
+            "// SOLUTIONS are",
+            "/// SOLUTION BEGIN",
+            "//! SOLUTION END",
+            "let s = \"// SOLUTION END\";",
+        ] {
             assert_eq!(scan(&lines(&["x", fine]), "//").unwrap(), vec![], "{fine}");
         }
     }
@@ -489,7 +535,13 @@ mod tests {
 
     #[test]
     fn markers_with_trailing_whitespace_and_tabs() {
-        let text = lines(&["\t// SOLUTION BEGIN lab 4c  ", "sol", "\t//   SOLUTION   STUB", "\t// stub", "\t// SOLUTION END\t"]);
+        let text = lines(&[
+            "\t// SOLUTION BEGIN lab 4c  ",
+            "sol",
+            "\t//   SOLUTION   STUB",
+            "\t// stub",
+            "\t// SOLUTION END\t",
+        ]);
         assert_eq!(strip(&text, "//", &all).unwrap(), "\tstub\n");
     }
 }

@@ -222,7 +222,12 @@ pub fn build_suites(ws: &Workspace, suites: &[&Suite]) -> Result<Vec<BuiltSuite>
     for (package, suites) in packages {
         let started = Instant::now();
         let targets: Vec<&str> = suites.iter().map(|s| s.target.as_str()).collect();
-        println!("building {} (package {}, test {}) ...", files(&suites), package.name, targets.join(", "));
+        println!(
+            "building {} (package {}, test {}) ...",
+            files(&suites),
+            package.name,
+            targets.join(", ")
+        );
         let mut cmd = ws.cargo();
         cmd.args(["test", "-p", &package.name]);
         for t in &targets {
@@ -261,7 +266,8 @@ pub fn build_suites(ws: &Workspace, suites: &[&Suite]) -> Result<Vec<BuiltSuite>
                     package.name
                 );
             };
-            let tests = list_tests(&exe, &cwd).map_err(|e| Error::msg(format!("{}: {e}", suite.path)))?;
+            let tests =
+                list_tests(&exe, &cwd).map_err(|e| Error::msg(format!("{}: {e}", suite.path)))?;
             built.push(BuiltSuite { path: suite.path.clone(), exe, cwd: cwd.clone(), tests });
         }
         println!("built in {}", secs(started.elapsed()));
@@ -339,8 +345,11 @@ pub fn check_tests(manifest: &Manifest, built: &[BuiltSuite]) -> Vec<String> {
             continue; // not all built: not checked this time
         }
         for test in &lab.tests {
-            let found: Vec<&str> =
-                mine.iter().filter(|b| b.tests.contains(&test.name)).map(|b| b.path.as_str()).collect();
+            let found: Vec<&str> = mine
+                .iter()
+                .filter(|b| b.tests.contains(&test.name))
+                .map(|b| b.path.as_str())
+                .collect();
             if found.is_empty() {
                 errors.push(format!(
                     "test `{}` is listed for lab {} in {MANIFEST_PATH} but absent from its suite file(s) {}",
@@ -381,8 +390,14 @@ pub struct TestJob {
 /// Builds the suites of `labs` (those present), checks them against the
 /// manifest, and returns the jobs for their graded tests (only `only`, if
 /// given). Labs whose suites are absent are skipped.
-pub fn prepare(ws: &Workspace, manifest: &Manifest, labs: &[&Lab], only: Option<&str>) -> Result<Vec<TestJob>> {
-    let labs: Vec<&Lab> = labs.iter().copied().filter(|l| manifest.presence(l) == Presence::Present).collect();
+pub fn prepare(
+    ws: &Workspace,
+    manifest: &Manifest,
+    labs: &[&Lab],
+    only: Option<&str>,
+) -> Result<Vec<TestJob>> {
+    let labs: Vec<&Lab> =
+        labs.iter().copied().filter(|l| manifest.presence(l) == Presence::Present).collect();
     if let Some(name) = only {
         if !labs.iter().any(|l| l.test(name).is_some()) {
             let owner = manifest.labs.iter().find(|l| l.test(name).is_some());
@@ -411,9 +426,9 @@ pub fn prepare(ws: &Workspace, manifest: &Manifest, labs: &[&Lab], only: Option<
             if only.is_some_and(|n| n != test.name) {
                 continue;
             }
-            let Some(suite) =
-                built.iter().find(|b| lab.suites.iter().any(|s| s.path == b.path) && b.tests.contains(&test.name))
-            else {
+            let Some(suite) = built.iter().find(|b| {
+                lab.suites.iter().any(|s| s.path == b.path) && b.tests.contains(&test.name)
+            }) else {
                 bail!("test `{}` of lab {} not found in its suites", test.name, lab.id);
             };
             jobs.push(TestJob {
@@ -508,7 +523,11 @@ struct RunResult {
 /// Runs one test once.
 fn run_once(job: &TestJob, seed: Option<u64>, timeout: Duration) -> RunResult {
     let started = Instant::now();
-    let fail = |msg: String| RunResult { status: Status::Error(msg), elapsed: started.elapsed(), output: String::new() };
+    let fail = |msg: String| RunResult {
+        status: Status::Error(msg),
+        elapsed: started.elapsed(),
+        output: String::new(),
+    };
     let mut file = match tempfile::tempfile() {
         Ok(f) => f,
         Err(e) => return fail(format!("creating a temporary file: {e}")),
@@ -611,12 +630,16 @@ pub fn run_jobs(
     opts: &RunOptions,
     on_done: &mut dyn FnMut(usize, usize, &TestJob, &Outcome),
 ) -> Vec<Outcome> {
-    let seeds: Vec<Option<u64>> =
-        if opts.seeds.is_empty() { vec![None] } else { opts.seeds.iter().copied().map(Some).collect() };
+    let seeds: Vec<Option<u64>> = if opts.seeds.is_empty() {
+        vec![None]
+    } else {
+        opts.seeds.iter().copied().map(Some).collect()
+    };
     let queue: Mutex<VecDeque<(usize, Option<u64>)>> =
         Mutex::new((0..jobs.len()).flat_map(|j| seeds.iter().map(move |&s| (j, s))).collect());
     let failed: Vec<AtomicBool> = jobs.iter().map(|_| AtomicBool::new(false)).collect();
-    let mut tallies: Vec<Tally> = jobs.iter().map(|_| Tally { remaining: seeds.len(), ..Tally::default() }).collect();
+    let mut tallies: Vec<Tally> =
+        jobs.iter().map(|_| Tally { remaining: seeds.len(), ..Tally::default() }).collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
     let workers = opts.jobs.max(1).min(jobs.len() * seeds.len()).max(1);
     let mut done = 0;
@@ -675,8 +698,19 @@ pub fn run_jobs(
                         log: None,
                     },
                     Some((seed, r)) => {
-                        let log = opts.log_dir.as_ref().and_then(|dir| save_log(dir, &jobs[j].name, seed, &r.output));
-                        Outcome { job: j, status: r.status, seed, runs: t.runs, elapsed: t.elapsed, output: r.output, log }
+                        let log = opts
+                            .log_dir
+                            .as_ref()
+                            .and_then(|dir| save_log(dir, &jobs[j].name, seed, &r.output));
+                        Outcome {
+                            job: j,
+                            status: r.status,
+                            seed,
+                            runs: t.runs,
+                            elapsed: t.elapsed,
+                            output: r.output,
+                            log,
+                        }
                     }
                 };
                 on_done(done, jobs.len(), &jobs[j], &outcome);
@@ -707,7 +741,8 @@ pub fn failure_excerpt(output: &str, name: &str, max: usize) -> Vec<String> {
     for line in output.lines() {
         if in_backtrace {
             let t = line.trim_start();
-            let frame = t.split_once(": ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()));
+            let frame =
+                t.split_once(": ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()));
             if frame || t.starts_with("at ") {
                 continue;
             }
@@ -746,7 +781,8 @@ pub fn failure_excerpt(output: &str, name: &str, max: usize) -> Vec<String> {
 pub fn seed_in_output(output: &str) -> Option<u64> {
     let key = "TINYKV_SEED=";
     output.rmatch_indices(key).find_map(|(i, _)| {
-        let digits: String = output[i + key.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        let digits: String =
+            output[i + key.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
         digits.parse().ok()
     })
 }
@@ -806,9 +842,18 @@ mod tests {
         let out = "\nrunning 1 test\ntest bad_1 ... some output\nerr out\n\nthread 'bad_1' (6140) panicked at tests/suite.rs:2:69:\nlab 1: boom\nstack backtrace:\n   0: __rustc::rust_begin_unwind\n             at /rustc/x/panicking.rs:689:5\n   1: suite::bad_1\nnote: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\nFAILED\n\nfailures:\n\nfailures:\n    bad_1\n\ntest result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 3 filtered out; finished in 0.19s\n\n";
         assert_eq!(
             failure_excerpt(out, "bad_1", 25),
-            vec!["some output", "err out", "", "thread 'bad_1' (6140) panicked at tests/suite.rs:2:69:", "lab 1: boom"]
+            vec![
+                "some output",
+                "err out",
+                "",
+                "thread 'bad_1' (6140) panicked at tests/suite.rs:2:69:",
+                "lab 1: boom"
+            ]
         );
-        assert_eq!(failure_excerpt(out, "bad_1", 2), vec!["thread 'bad_1' (6140) panicked at tests/suite.rs:2:69:", "lab 1: boom"]);
+        assert_eq!(
+            failure_excerpt(out, "bad_1", 2),
+            vec!["thread 'bad_1' (6140) panicked at tests/suite.rs:2:69:", "lab 1: boom"]
+        );
     }
 
     #[test]

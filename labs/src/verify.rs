@@ -90,7 +90,12 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
     match manifest.check_complete() {
         Ok(()) => {
             let tests: usize = manifest.labs.iter().map(|l| l.tests.len()).sum();
-            phases.record("manifest", true, format!("{} labs, {tests} graded tests", manifest.labs.len()), t);
+            phases.record(
+                "manifest",
+                true,
+                format!("{} labs, {tests} graded tests", manifest.labs.len()),
+                t,
+            );
         }
         Err(e) => {
             println!("{e}");
@@ -124,15 +129,28 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
     // 3. Handout.
     println!("[3/5] making the handout of stage {stage}");
     let t = Instant::now();
-    let tmp = tempfile::Builder::new().prefix("labs-verify-").tempdir().context(|| "creating a temporary folder".to_string())?;
+    let tmp = tempfile::Builder::new()
+        .prefix("labs-verify-")
+        .tempdir()
+        .context(|| "creating a temporary folder".to_string())?;
     let report = handout::make(
         manifest,
-        &handout::Options { stage: stage.clone(), out: tmp.path().to_path_buf(), keep_solutions: vec![], force: true },
+        &handout::Options {
+            stage: stage.clone(),
+            out: tmp.path().to_path_buf(),
+            keep_solutions: vec![],
+            force: true,
+        },
     )?;
     phases.record(
         "handout",
         true,
-        format!("{} files in {}, {} left out", report.files_copied, tmp.path().display(), report.removed.len()),
+        format!(
+            "{} files in {}, {} left out",
+            report.files_copied,
+            tmp.path().display(),
+            report.removed.len()
+        ),
         t,
     );
 
@@ -146,9 +164,17 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
     let t = Instant::now();
     let members = workspace_members(&ws)?;
     let mut cmd = ws.cargo();
-    cmd.args(["build", "--workspace", "--all-targets", "--message-format", runner::message_format()]);
+    cmd.args([
+        "build",
+        "--workspace",
+        "--all-targets",
+        "--message-format",
+        runner::message_format(),
+    ]);
     let out = runner::run_cargo_json(cmd)?;
-    let bad = out.rendered(&|m| members.contains(&m.package_id) && (m.level == "warning" || m.level.starts_with("error")));
+    let bad = out.rendered(&|m| {
+        members.contains(&m.package_id) && (m.level == "warning" || m.level.starts_with("error"))
+    });
     for m in &bad {
         eprint!("{m}");
     }
@@ -163,17 +189,27 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
     if bad.is_empty() {
         phases.record("build", true, "no warnings".to_string(), t);
     } else {
-        phases.record("build", false, format!("{} warning(s) in workspace members (see above)", bad.len()), t);
+        phases.record(
+            "build",
+            false,
+            format!("{} warning(s) in workspace members (see above)", bad.len()),
+            t,
+        );
     }
 
     // 5. Graded tests on the stubs.
     let t = Instant::now();
     let hm = Manifest::load(&report.out)?;
-    let included: Vec<&Lab> =
-        hm.labs[..=stage_index].iter().filter(|l| l.has_tests() && hm.presence(l) == Presence::Present).collect();
+    let included: Vec<&Lab> = hm.labs[..=stage_index]
+        .iter()
+        .filter(|l| l.has_tests() && hm.presence(l) == Presence::Present)
+        .collect();
     let included_ids: Vec<String> = hm.labs[..=stage_index].iter().map(|l| l.id.clone()).collect();
     let n_tests: usize = included.iter().map(|l| l.tests.len()).sum();
-    println!("[5/5] running {n_tests} graded test(s) of {} lab(s) on the stubs; each must fail", included.len());
+    println!(
+        "[5/5] running {n_tests} graded test(s) of {} lab(s) on the stubs; each must fail",
+        included.len()
+    );
     if included.is_empty() {
         phases.record("stubs", true, "no graded tests up to this stage".to_string(), t);
         return Ok(phases.finish(&stage));
@@ -182,7 +218,12 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
         Ok(j) => j,
         Err(e) => {
             println!("{e}");
-            phases.record("stubs", false, "could not prepare the graded suites (see above)".to_string(), t);
+            phases.record(
+                "stubs",
+                false,
+                "could not prepare the graded suites (see above)".to_string(),
+                t,
+            );
             phases.finish(&stage);
             return Ok(false);
         }
@@ -202,7 +243,8 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
         let verdict = match &o.status {
             Status::Passed => {
                 vacuous += 1;
-                problems.push(format!("{} (lab {}): VACUOUS: passes on the stubs", job.name, job.lab));
+                problems
+                    .push(format!("{} (lab {}): VACUOUS: passes on the stubs", job.name, job.lab));
                 "VACUOUS (passes on the stubs)".to_string()
             }
             Status::Failed(_) if names_lab => "fails as expected".to_string(),
@@ -217,11 +259,19 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
                 "fails without naming a lab".to_string()
             }
             Status::TimedOut(d) => {
-                problems.push(format!("{} (lab {}): times out after {} on the stubs (stubs must fail fast)", job.name, job.lab, secs(*d)));
+                problems.push(format!(
+                    "{} (lab {}): times out after {} on the stubs (stubs must fail fast)",
+                    job.name,
+                    job.lab,
+                    secs(*d)
+                ));
                 format!("TIMEOUT after {}", secs(*d))
             }
             Status::NotRun => {
-                problems.push(format!("{} (lab {}): did not run (is it #[ignore]d?)", job.name, job.lab));
+                problems.push(format!(
+                    "{} (lab {}): did not run (is it #[ignore]d?)",
+                    job.name, job.lab
+                ));
                 "NOT RUN".to_string()
             }
             Status::Error(e) => {
@@ -251,7 +301,11 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
 
 fn tail_hint(output: &str, name: &str) -> String {
     let tail = runner::failure_excerpt(output, name, 3);
-    if tail.is_empty() { String::new() } else { format!("; it ends with:\n      {}", tail.join("\n      ")) }
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; it ends with:\n      {}", tail.join("\n      "))
+    }
 }
 
 /// The package ids of the workspace members, from `cargo metadata`.
@@ -262,7 +316,8 @@ fn workspace_members(ws: &Workspace) -> Result<BTreeSet<String>> {
     if !out.status.success() {
         bail!("cargo metadata failed in the handout:\n{}", String::from_utf8_lossy(&out.stderr));
     }
-    let v: Value = serde_json::from_slice(&out.stdout).context(|| "reading cargo metadata".to_string())?;
+    let v: Value =
+        serde_json::from_slice(&out.stdout).context(|| "reading cargo metadata".to_string())?;
     Ok(v["workspace_members"]
         .as_array()
         .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())

@@ -39,7 +39,8 @@ pub fn walk(root: &Path) -> Result<Vec<Entry>> {
 
 fn walk_dir(root: &Path, rel: &str, out: &mut Vec<Entry>) -> Result<()> {
     let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
-    let entries = std::fs::read_dir(&dir).context(|| format!("reading folder {}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(&dir).context(|| format!("reading folder {}", dir.display()))?;
     for entry in entries {
         let entry = entry.context(|| format!("reading folder {}", dir.display()))?;
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
@@ -49,7 +50,8 @@ fn walk_dir(root: &Path, rel: &str, out: &mut Vec<Entry>) -> Result<()> {
             continue;
         }
         let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-        let file_type = entry.file_type().context(|| format!("reading {}", entry.path().display()))?;
+        let file_type =
+            entry.file_type().context(|| format!("reading {}", entry.path().display()))?;
         if file_type.is_symlink() {
             out.push(Entry { rel: child, kind: Kind::Symlink });
         } else if file_type.is_dir() {
@@ -74,7 +76,16 @@ mod tests {
     fn walk_skips_build_folders() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for f in ["a.txt", "src/b.rs", ".git/config", "target/x", "data/y", "handout/z", "src/data/keep", "src/target/keep"] {
+        for f in [
+            "a.txt",
+            "src/b.rs",
+            ".git/config",
+            "target/x",
+            "data/y",
+            "handout/z",
+            "src/data/keep",
+            "src/target/keep",
+        ] {
             let p = root.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, "").unwrap();

@@ -124,7 +124,7 @@ impl MemoryDisk {
         let mut state = self.lock();
         let state = &mut *state;
         let keep = keep_unsynced.min(state.undo.len());
-        let lost: Vec<Vec<Undo>> = { let _ = keep; Vec::new() }; // BROKEN
+        let lost = state.undo.split_off(keep);
         state.stats.lost_batches += lost.len() as u64;
         for batch in lost.into_iter().rev() {
             for (cf, key, old) in batch.into_iter().rev() {
