@@ -108,7 +108,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mut client = connect(&cli.addr).await?;
     match command {
         RawCommand::Put { key, value, cf } => {
-            let req = RawPutRequest { key: parse(&key)?, value: parse(&value)?, cf: cf.cf, ..Default::default() };
+            let req = RawPutRequest {
+                key: parse(&key)?,
+                value: parse(&value)?,
+                cf: cf.cf,
+                ..Default::default()
+            };
             let resp = client.raw_put(req).await.map_err(status_message)?.into_inner();
             check(&resp.error, resp.region_error.is_some())?;
             println!("OK");
@@ -130,7 +135,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("OK");
         }
         RawCommand::Scan { start, limit, cf } => {
-            let req = RawScanRequest { start_key: parse(&start)?, limit, cf: cf.cf, ..Default::default() };
+            let req = RawScanRequest {
+                start_key: parse(&start)?,
+                limit,
+                cf: cf.cf,
+                ..Default::default()
+            };
             let resp = client.raw_scan(req).await.map_err(status_message)?.into_inner();
             check(&resp.error, resp.region_error.is_some())?;
             for pair in &resp.kvs {
@@ -146,7 +156,9 @@ async fn run(cli: Cli) -> Result<(), String> {
 async fn connect(addr: &str) -> Result<TinyKvClient<Channel>, String> {
     let endpoint = format!("http://{addr}");
     TinyKvClient::connect(endpoint).await.map_err(|e| {
-        format!("cannot connect to {addr}: {e} (is tinykv-server running there? `make run` starts one)")
+        format!(
+            "cannot connect to {addr}: {e} (is tinykv-server running there? `make run` starts one)"
+        )
     })
 }
 

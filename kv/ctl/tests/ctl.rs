@@ -18,12 +18,14 @@ struct Running {
 impl Running {
     fn start() -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = StandaloneStorage::open(&StandaloneConfig::for_tests(dir.path())).expect("open");
+        let storage =
+            StandaloneStorage::open(&StandaloneConfig::for_tests(dir.path())).expect("open");
         let server = Server::new(Arc::new(storage));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 addr_tx.send(listener.local_addr().expect("addr").to_string()).expect("send addr");

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use tinykv_storage::Storage;
 
-pub use service::{serve, TinyKvService};
+pub use service::{TinyKvService, serve};
 
 /// Request handlers over a storage. Cheap to clone.
 #[derive(Clone, Debug)]

@@ -42,7 +42,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,fjall=warn,lsm_tree=warn"),
+    )
+    .init();
     let args = Args::parse();
     if !args.standalone {
         eprintln!(

@@ -99,7 +99,8 @@ fn acknowledged_writes_survive_sigkill() {
     rt.block_on(async {
         let mut c = client(&server.addr).await;
         for i in 0..200u32 {
-            let resp = c.raw_put(put(format!("key{i:04}").as_bytes(), &i.to_be_bytes(), "default")).await;
+            let resp =
+                c.raw_put(put(format!("key{i:04}").as_bytes(), &i.to_be_bytes(), "default")).await;
             let resp = resp.expect("RawPut").into_inner();
             assert!(resp.error.is_empty(), "put {i}: {}", resp.error);
         }
@@ -109,7 +110,12 @@ fn acknowledged_writes_survive_sigkill() {
     let server = ServerProcess::start(dir.path());
     rt.block_on(async {
         let mut c = client(&server.addr).await;
-        let scan = RawScanRequest { start_key: vec![], limit: 1000, cf: "default".into(), ..Default::default() };
+        let scan = RawScanRequest {
+            start_key: vec![],
+            limit: 1000,
+            cf: "default".into(),
+            ..Default::default()
+        };
         let kvs = c.raw_scan(scan).await.expect("RawScan").into_inner().kvs;
         assert_eq!(kvs.len(), 200, "every acknowledged write must survive SIGKILL");
         for (i, kv) in kvs.iter().enumerate() {

@@ -118,7 +118,12 @@ fn get_req(cf: &str, key: &[u8]) -> RawGetRequest {
 }
 
 fn put_req(cf: &str, key: &[u8], value: &[u8]) -> RawPutRequest {
-    RawPutRequest { key: key.to_vec(), value: value.to_vec(), cf: cf.to_string(), ..Default::default() }
+    RawPutRequest {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        cf: cf.to_string(),
+        ..Default::default()
+    }
 }
 
 fn delete_req(cf: &str, key: &[u8]) -> RawDeleteRequest {
@@ -189,11 +194,22 @@ fn raw_get_missing_key_not_found_1() {
         "a missing key is not an error: expected an empty `error`, got {:?}. See {DOC}, \"Step 2: the raw API\".",
         resp.error
     );
-    assert!(resp.not_found, "raw_get of a key never written must set not_found = true. See {DOC}, \"Step 2: the raw API\".");
+    assert!(
+        resp.not_found,
+        "raw_get of a key never written must set not_found = true. See {DOC}, \"Step 2: the raw API\"."
+    );
     f.put("default", b"k1", b"v1");
     f.put("lock", b"k2", b"v2");
-    assert_eq!(f.get("default", b"k2"), None, "k2 was written to `lock`, so raw_get of k2 in `default` must report not found");
-    assert_eq!(f.get("default", b"k0"), None, "raw_get of a key before every stored key must report not found");
+    assert_eq!(
+        f.get("default", b"k2"),
+        None,
+        "k2 was written to `lock`, so raw_get of k2 in `default` must report not found"
+    );
+    assert_eq!(
+        f.get("default", b"k0"),
+        None,
+        "raw_get of a key before every stored key must report not found"
+    );
     assert_eq!(f.get("default", b"k10"), None, "raw_get must match the key exactly, not by prefix");
 }
 
@@ -209,7 +225,11 @@ fn raw_put_visible_through_reader_1() {
         "a value written by raw_put must be visible through StandaloneStorage::reader().get_cf. See {DOC}, \"Step 1: the standalone storage\"."
     );
     assert_eq!(reader.get_cf(Cf::Write, b"b").expect("get_cf"), Some(b"2".to_vec()));
-    assert_eq!(reader.get_cf(Cf::Default, b"b").expect("get_cf"), None, "b was put in `write` only");
+    assert_eq!(
+        reader.get_cf(Cf::Default, b"b").expect("get_cf"),
+        None,
+        "b was put in `write` only"
+    );
     let in_write: Vec<_> = reader.iter_cf(Cf::Write, b"").map(|p| p.expect("iter_cf")).collect();
     expect_scan(&in_write, &[kv("b", "2")], "iter_cf(write) over the whole column family");
 }
@@ -230,9 +250,21 @@ fn raw_same_key_in_two_cfs_independent_1() {
     }
     f.delete("lock", b"key");
     assert_eq!(f.get("lock", b"key"), None, "the delete in `lock` must remove the key there");
-    assert_eq!(f.get("default", b"key").as_deref(), Some(&b"in-default"[..]), "a delete in `lock` must not touch `default`");
-    assert_eq!(f.get("write", b"key").as_deref(), Some(&b"in-write"[..]), "a delete in `lock` must not touch `write`");
-    expect_scan(&f.scan("write", b"", 10), &[kv("key", "in-write")], "raw_scan of `write` must see only `write`'s pairs");
+    assert_eq!(
+        f.get("default", b"key").as_deref(),
+        Some(&b"in-default"[..]),
+        "a delete in `lock` must not touch `default`"
+    );
+    assert_eq!(
+        f.get("write", b"key").as_deref(),
+        Some(&b"in-write"[..]),
+        "a delete in `lock` must not touch `write`"
+    );
+    expect_scan(
+        &f.scan("write", b"", 10),
+        &[kv("key", "in-write")],
+        "raw_scan of `write` must see only `write`'s pairs",
+    );
 }
 
 #[test]
@@ -246,9 +278,17 @@ fn raw_get_after_delete_1() {
         None,
         "raw_get after raw_delete must report not found. See {DOC}, \"Step 2: the raw API\"."
     );
-    assert_eq!(f.get("default", b"k2").as_deref(), Some(&b"v2"[..]), "deleting k1 must not touch k2");
+    assert_eq!(
+        f.get("default", b"k2").as_deref(),
+        Some(&b"v2"[..]),
+        "deleting k1 must not touch k2"
+    );
     f.put("default", b"k1", b"again");
-    assert_eq!(f.get("default", b"k1").as_deref(), Some(&b"again"[..]), "a key can be written again after a delete");
+    assert_eq!(
+        f.get("default", b"k1").as_deref(),
+        Some(&b"again"[..]),
+        "a key can be written again after a delete"
+    );
 }
 
 #[test]
@@ -264,7 +304,11 @@ fn raw_delete_1() {
         "after raw_delete the key must be gone from the storage itself (checked through a fresh reader). See {DOC}, \"Step 1: the standalone storage\"."
     );
     let resp = f.server.raw_delete(delete_req("default", b"never-written"));
-    assert!(resp.error.is_empty(), "deleting a missing key must succeed, got error {:?}", resp.error);
+    assert!(
+        resp.error.is_empty(),
+        "deleting a missing key must succeed, got error {:?}",
+        resp.error
+    );
     assert_eq!(
         f.dump(),
         vec![(Cf::Default, b"b".to_vec(), b"2".to_vec())],
@@ -280,15 +324,31 @@ fn raw_scan_from_start_with_limit_1() {
         f.put("default", key.as_bytes(), value.as_bytes());
     }
     f.put("lock", b"k0", b"other-cf");
-    expect_scan(&f.scan("default", b"k2", 3), &[kv("k2", "v2"), kv("k3", "v3"), kv("k4", "v4")], "raw_scan(start k2, limit 3)");
+    expect_scan(
+        &f.scan("default", b"k2", 3),
+        &[kv("k2", "v2"), kv("k3", "v3"), kv("k4", "v4")],
+        "raw_scan(start k2, limit 3)",
+    );
     expect_scan(
         &f.scan("default", b"", 10),
         &[kv("k1", "v1"), kv("k2", "v2"), kv("k3", "v3"), kv("k4", "v4"), kv("k5", "v5")],
         "raw_scan(start \"\", limit 10) must return every pair in key order",
     );
-    expect_scan(&f.scan("default", b"k25", 2), &[kv("k3", "v3"), kv("k4", "v4")], "raw_scan(start k25, limit 2) starts at the first key >= k25");
-    expect_scan(&f.scan("default", b"k4", 100), &[kv("k4", "v4"), kv("k5", "v5")], "raw_scan with a limit beyond the end returns what there is");
-    expect_scan(&f.scan("default", b"k6", 5), &[], "raw_scan starting after the last key returns nothing");
+    expect_scan(
+        &f.scan("default", b"k25", 2),
+        &[kv("k3", "v3"), kv("k4", "v4")],
+        "raw_scan(start k25, limit 2) starts at the first key >= k25",
+    );
+    expect_scan(
+        &f.scan("default", b"k4", 100),
+        &[kv("k4", "v4"), kv("k5", "v5")],
+        "raw_scan with a limit beyond the end returns what there is",
+    );
+    expect_scan(
+        &f.scan("default", b"k6", 5),
+        &[],
+        "raw_scan starting after the last key returns nothing",
+    );
     expect_scan(&f.scan("default", b"k1", 1), &[kv("k1", "v1")], "raw_scan(start k1, limit 1)");
 }
 
@@ -297,7 +357,11 @@ fn raw_scan_sees_new_key_1() {
     let f = Fixture::new();
     f.put("default", b"k1", b"v1");
     f.put("default", b"k3", b"v3");
-    expect_scan(&f.scan("default", b"", 10), &[kv("k1", "v1"), kv("k3", "v3")], "raw_scan before the new key");
+    expect_scan(
+        &f.scan("default", b"", 10),
+        &[kv("k1", "v1"), kv("k3", "v3")],
+        "raw_scan before the new key",
+    );
     f.put("default", b"k2", b"v2");
     expect_scan(
         &f.scan("default", b"", 10),
@@ -305,7 +369,11 @@ fn raw_scan_sees_new_key_1() {
         "a scan started after raw_put must see the new key in its place",
     );
     f.put("default", b"k1", b"v1-new");
-    expect_scan(&f.scan("default", b"k1", 1), &[kv("k1", "v1-new")], "a scan must see the latest value of an overwritten key");
+    expect_scan(
+        &f.scan("default", b"k1", 1),
+        &[kv("k1", "v1-new")],
+        "a scan must see the latest value of an overwritten key",
+    );
 }
 
 #[test]
@@ -316,8 +384,16 @@ fn raw_scan_skips_deleted_key_1() {
     }
     f.delete("default", b"k2");
     f.delete("default", b"k4");
-    expect_scan(&f.scan("default", b"", 10), &[kv("k1", "v"), kv("k3", "v")], "raw_scan must skip deleted keys");
-    expect_scan(&f.scan("default", b"k2", 1), &[kv("k3", "v")], "a scan that starts at a deleted key must begin at the next live key");
+    expect_scan(
+        &f.scan("default", b"", 10),
+        &[kv("k1", "v"), kv("k3", "v")],
+        "raw_scan must skip deleted keys",
+    );
+    expect_scan(
+        &f.scan("default", b"k2", 1),
+        &[kv("k3", "v")],
+        "a scan that starts at a deleted key must begin at the next live key",
+    );
 }
 
 #[test]
@@ -332,14 +408,32 @@ fn reader_snapshot_isolation_1() {
     f.put("default", b"b", b"changed");
     f.put("default", b"c", b"3");
 
-    let see = |what: &str| format!("{what}: a reader must see the data as it was when it was created, not later writes. See {DOC}, \"Snapshots\".");
-    assert_eq!(reader.get_cf(Cf::Default, b"a").expect("get_cf"), Some(b"1".to_vec()), "{}", see("deleted key a"));
-    assert_eq!(reader.get_cf(Cf::Default, b"b").expect("get_cf"), Some(b"2".to_vec()), "{}", see("overwritten key b"));
+    let see = |what: &str| {
+        format!(
+            "{what}: a reader must see the data as it was when it was created, not later writes. See {DOC}, \"Snapshots\"."
+        )
+    };
+    assert_eq!(
+        reader.get_cf(Cf::Default, b"a").expect("get_cf"),
+        Some(b"1".to_vec()),
+        "{}",
+        see("deleted key a")
+    );
+    assert_eq!(
+        reader.get_cf(Cf::Default, b"b").expect("get_cf"),
+        Some(b"2".to_vec()),
+        "{}",
+        see("overwritten key b")
+    );
     assert_eq!(reader.get_cf(Cf::Default, b"c").expect("get_cf"), None, "{}", see("new key c"));
     let old: Vec<_> = early_iter.map(|p| p.expect("iterate")).collect();
     expect_scan(&old, &[kv("a", "1"), kv("b", "2")], "an iterator opened before the writes");
     let late: Vec<_> = reader.iter_cf(Cf::Default, b"").map(|p| p.expect("iterate")).collect();
-    expect_scan(&late, &[kv("a", "1"), kv("b", "2")], "an iterator opened from the old reader after the writes");
+    expect_scan(
+        &late,
+        &[kv("a", "1"), kv("b", "2")],
+        "an iterator opened from the old reader after the writes",
+    );
 
     let fresh = f.storage.reader(&Context::default()).expect("reader");
     let now: Vec<_> = fresh.iter_cf(Cf::Default, b"").map(|p| p.expect("iterate")).collect();
@@ -363,7 +457,10 @@ fn unknown_cf_is_a_clear_error_1() {
     clear("raw_delete", &f.server.raw_delete(delete_req("nope", b"k")).error);
     clear("raw_scan", &f.server.raw_scan(scan_req("nope", b"", 10)).error);
     let meta = f.server.raw_put(put_req("meta", b"k", b"x")).error;
-    assert!(!meta.is_empty(), "`meta` holds the store's own state; clients must not write it (got no error)");
+    assert!(
+        !meta.is_empty(),
+        "`meta` holds the store's own state; clients must not write it (got no error)"
+    );
     assert_eq!(f.dump(), before, "a request with an unknown column family must change nothing");
 }
 
@@ -376,13 +473,33 @@ fn bad_input_is_rejected_and_changes_nothing_1() {
     let big_key = vec![b'k'; MAX_KEY_SIZE_BYTES + 1];
     let big_value = vec![b'v'; MAX_VALUE_SIZE_BYTES + 1];
     let cases: Vec<(&str, String, &str)> = vec![
-        ("raw_put with an empty key", f.server.raw_put(put_req("default", b"", b"x")).error, "empty key"),
-        ("raw_put with an oversized key", f.server.raw_put(put_req("default", &big_key, b"x")).error, "larger than the limit"),
-        ("raw_put with an oversized value", f.server.raw_put(put_req("default", b"k", &big_value)).error, "larger than the limit"),
-        ("raw_delete with an empty key", f.server.raw_delete(delete_req("default", b"")).error, "empty key"),
+        (
+            "raw_put with an empty key",
+            f.server.raw_put(put_req("default", b"", b"x")).error,
+            "empty key",
+        ),
+        (
+            "raw_put with an oversized key",
+            f.server.raw_put(put_req("default", &big_key, b"x")).error,
+            "larger than the limit",
+        ),
+        (
+            "raw_put with an oversized value",
+            f.server.raw_put(put_req("default", b"k", &big_value)).error,
+            "larger than the limit",
+        ),
+        (
+            "raw_delete with an empty key",
+            f.server.raw_delete(delete_req("default", b"")).error,
+            "empty key",
+        ),
         ("raw_get with an empty key", f.server.raw_get(get_req("default", b"")).error, "empty key"),
         ("raw_scan with limit 0", f.server.raw_scan(scan_req("default", b"", 0)).error, "limit"),
-        ("raw_scan with a huge limit", f.server.raw_scan(scan_req("default", b"", MAX_SCAN_LIMIT + 1)).error, "limit"),
+        (
+            "raw_scan with a huge limit",
+            f.server.raw_scan(scan_req("default", b"", MAX_SCAN_LIMIT + 1)).error,
+            "limit",
+        ),
     ];
     for (what, error, must_say) in cases {
         assert!(
@@ -391,10 +508,18 @@ fn bad_input_is_rejected_and_changes_nothing_1() {
              Use the checks in tinykv_server::limits. See {DOC}, \"Bad input\"."
         );
     }
-    assert_eq!(f.dump(), before, "rejected requests must change nothing (a value limit checked after writing is too late)");
+    assert_eq!(
+        f.dump(),
+        before,
+        "rejected requests must change nothing (a value limit checked after writing is too late)"
+    );
     let ok_value = vec![b'v'; MAX_VALUE_SIZE_BYTES];
     f.put("default", b"big", &ok_value);
-    assert_eq!(f.get("default", b"big").map(|v| v.len()), Some(MAX_VALUE_SIZE_BYTES), "a value exactly at the limit is accepted");
+    assert_eq!(
+        f.get("default", b"big").map(|v| v.len()),
+        Some(MAX_VALUE_SIZE_BYTES),
+        "a value exactly at the limit is accepted"
+    );
 }
 
 #[test]
@@ -412,7 +537,10 @@ fn data_survives_close_and_reopen_1() {
     let reopened = Fixture { server, storage, dir };
     assert_eq!(
         reopened.dump(),
-        vec![(Cf::Default, b"kept".to_vec(), b"1".to_vec()), (Cf::Write, b"kept".to_vec(), b"2".to_vec())],
+        vec![
+            (Cf::Default, b"kept".to_vec(), b"1".to_vec()),
+            (Cf::Write, b"kept".to_vec(), b"2".to_vec())
+        ],
         "after closing and reopening the storage, every acknowledged write (and delete) must be there. See {DOC}, \"Durability\"."
     );
 }
@@ -460,5 +588,9 @@ fn raw_calls_through_grpc_server_1() {
         stop.send(()).expect("server still running");
         serving.await.expect("server task").expect("server shut down cleanly");
     });
-    assert_eq!(f.get("default", b"c").as_deref(), Some(&b"3"[..]), "writes through gRPC reach the same storage");
+    assert_eq!(
+        f.get("default", b"c").as_deref(),
+        Some(&b"3"[..]),
+        "writes through gRPC reach the same storage"
+    );
 }
