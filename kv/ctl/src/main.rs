@@ -182,7 +182,7 @@ fn parse_bytes(text: &str, hex: bool) -> Result<Vec<u8>, String> {
     if !hex {
         return Ok(text.as_bytes().to_vec());
     }
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!("{text:?} is not hex: odd number of digits"));
     }
     (0..text.len())

@@ -26,7 +26,7 @@ use tinykv_proto::kvrpcpb::{
 
 use crate::Server;
 // SOLUTION BEGIN lab 1
-use tinykv_proto::kvrpcpb::KvPair;
+use tinykv_proto::kvrpcpb::{Context, KvPair};
 use tinykv_storage::Modify;
 
 use crate::limits::{check_key, check_scan_limit, check_start_key, check_value, parse_cf};
@@ -69,7 +69,7 @@ impl Server {
     /// `bad_input_is_rejected_and_changes_nothing_1`.
     pub fn raw_put(&self, req: RawPutRequest) -> RawPutResponse {
         // SOLUTION BEGIN lab 1
-        let result = self.write_one(&req.context, &req.cf, &req.key, Some(&req.value));
+        let result = self.write_one(req.context, &req.cf, &req.key, Some(&req.value));
         RawPutResponse { error: error_message(result), ..Default::default() }
         // SOLUTION STUB
         // let _ = req;
@@ -86,7 +86,7 @@ impl Server {
     /// Checked by `raw_get_after_delete_1`, `raw_delete_1`.
     pub fn raw_delete(&self, req: RawDeleteRequest) -> RawDeleteResponse {
         // SOLUTION BEGIN lab 1
-        let result = self.write_one(&req.context, &req.cf, &req.key, None);
+        let result = self.write_one(req.context, &req.cf, &req.key, None);
         RawDeleteResponse { error: error_message(result), ..Default::default() }
         // SOLUTION STUB
         // let _ = req;
@@ -123,7 +123,7 @@ impl Server {
     fn read_one(&self, req: &RawGetRequest) -> Result<Option<Vec<u8>>, HandlerError> {
         let cf = parse_cf(&req.cf)?;
         check_key(&req.key)?;
-        let reader = self.storage.reader(&context(&req.context))?;
+        let reader = self.storage.reader(&context(req.context))?;
         Ok(reader.get_cf(cf, &req.key)?)
     }
 
@@ -131,7 +131,7 @@ impl Server {
     /// checking every input.
     fn write_one(
         &self,
-        ctx: &Option<tinykv_proto::kvrpcpb::Context>,
+        ctx: Option<Context>,
         cf: &str,
         key: &[u8],
         value: Option<&[u8]>,
@@ -153,7 +153,7 @@ impl Server {
         let cf = parse_cf(&req.cf)?;
         check_start_key(&req.start_key)?;
         let limit = check_scan_limit(req.limit)?;
-        let reader = self.storage.reader(&context(&req.context))?;
+        let reader = self.storage.reader(&context(req.context))?;
         let mut kvs = Vec::new();
         for pair in reader.iter_cf(cf, &req.start_key).take(limit) {
             let (key, value) = pair?;
@@ -164,8 +164,8 @@ impl Server {
 }
 
 /// The request context, or the default one when the client sent none.
-fn context(ctx: &Option<tinykv_proto::kvrpcpb::Context>) -> tinykv_proto::kvrpcpb::Context {
-    ctx.clone().unwrap_or_default()
+fn context(ctx: Option<Context>) -> Context {
+    ctx.unwrap_or_default()
 }
 
 /// The `error` field of a response: empty on success.

@@ -546,6 +546,46 @@ fn data_survives_close_and_reopen_1() {
 }
 
 #[test]
+fn storage_write_is_atomic_and_durable_1() {
+    use tinykv_engine::MemoryDisk;
+    use tinykv_storage::Modify;
+
+    // A simulated disk: `crash()` loses every write that was not synced.
+    let disk = MemoryDisk::new();
+    let storage = StandaloneStorage::with_engine(Arc::new(disk.open()), true);
+    let ctx = Context::default();
+    storage
+        .write(&ctx, vec![Modify::put(Cf::Default, b"seed", b"0")])
+        .expect("StandaloneStorage::write should succeed");
+    let batches_before = disk.stats().batches;
+    let modifications = vec![
+        Modify::put(Cf::Default, b"a", b"1"),
+        Modify::put(Cf::Lock, b"a", b"lock-1"),
+        Modify::delete(Cf::Default, b"seed"),
+        Modify::put(Cf::Write, b"b", b"2"),
+    ];
+    storage.write(&ctx, modifications).expect("StandaloneStorage::write should succeed");
+    let batches = disk.stats().batches - batches_before;
+    assert_eq!(
+        batches, 1,
+        "one Storage::write of 4 modifications must reach the engine as ONE atomic WriteBatch, \
+         but the engine saw {batches} batches (a crash between them would leave half a write). \
+         See {DOC}, \"Step 1: the standalone storage\"."
+    );
+    let want = dump(&storage);
+
+    disk.crash();
+    drop(storage);
+    let reopened = StandaloneStorage::with_engine(Arc::new(disk.open()), true);
+    assert_eq!(
+        dump(&reopened),
+        want,
+        "after a crash, every write that StandaloneStorage::write acknowledged must still be there: \
+         mark the batch synced when sync_writes is set. See {DOC}, \"Durability\"."
+    );
+}
+
+#[test]
 fn raw_calls_through_grpc_server_1() {
     use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
 
