@@ -35,6 +35,11 @@ pub struct Options {
     /// Write into a non-empty folder (its contents, except `.git`, are
     /// deleted first).
     pub force: bool,
+    /// Give every written file the modification time of its source, so
+    /// that cargo reuses a previous build of an unchanged tree (`labs
+    /// verify`; safe only when the stripping options never change for the
+    /// target folder used).
+    pub preserve_mtimes: bool,
 }
 
 /// What was done.
@@ -149,10 +154,10 @@ fn later_lab_files(manifest: &Manifest, stage_index: usize) -> BTreeMap<String, 
                 out.entry(s.path.clone()).or_insert(format!("suite of lab {}", lab.id));
             }
         }
-        if let Some(doc) = &lab.doc {
-            if !included.iter().any(|l| l.doc.as_ref() == Some(doc)) {
-                out.entry(doc.clone()).or_insert(format!("document of lab {}", lab.id));
-            }
+        if let Some(doc) = &lab.doc
+            && !included.iter().any(|l| l.doc.as_ref() == Some(doc))
+        {
+            out.entry(doc.clone()).or_insert(format!("document of lab {}", lab.id));
         }
     }
     out
@@ -388,9 +393,17 @@ pub fn make(manifest: &Manifest, opts: &Options) -> Result<Report> {
                 make_link(&target, &dst).context(|| format!("linking {}", dst.display()))?;
             }
         }
+        if opts.preserve_mtimes && !matches!(action, Action::Link) {
+            copy_mtime(&src, &dst).context(|| format!("setting the time of {}", dst.display()))?;
+        }
         report.files_copied += 1;
     }
     Ok(report)
+}
+
+fn copy_mtime(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let mtime = std::fs::metadata(src)?.modified()?;
+    std::fs::File::options().write(true).open(dst)?.set_modified(mtime)
 }
 
 #[cfg(unix)]
@@ -552,6 +565,7 @@ split_3 = 10
             out: out.to_path_buf(),
             keep_solutions: vec![],
             force: false,
+            preserve_mtimes: false,
         }
     }
 

@@ -135,7 +135,7 @@ fn find_root(root: Option<&Path>) -> Result<PathBuf> {
         if !r.join(MANIFEST_PATH).is_file() {
             return Err(Error::msg(format!("--root {}: no {MANIFEST_PATH} there", r.display())));
         }
-        return Ok(handout::absolute(r)?);
+        return handout::absolute(r);
     }
     let cwd = std::env::current_dir()
         .map_err(|e| Error::msg(format!("reading the current folder: {e}")))?;
@@ -199,8 +199,10 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Handout { stage, out, keep_solutions, force } => {
             let started = Instant::now();
-            let report =
-                handout::make(&manifest, &handout::Options { stage, out, keep_solutions, force })?;
+            let report = handout::make(
+                &manifest,
+                &handout::Options { stage, out, keep_solutions, force, preserve_mtimes: false },
+            )?;
             report.print();
             println!("done in {}", secs(started.elapsed()));
             Ok(0)
@@ -346,7 +348,7 @@ fn run_test(
 
     let ws = Workspace { root: m.root.clone(), target_dir: None };
     let build_started = Instant::now();
-    let job_list = runner::prepare(&ws, m, &runnable, only)?;
+    let job_list = runner::prepare(&ws, m, &runnable, only, None)?;
     let build_time = build_started.elapsed();
 
     let seed_list: Vec<u64> = match (seed, seeds) {
@@ -442,10 +444,10 @@ fn run_test(
     for o in &outcomes {
         let job = &job_list[o.job];
         let mut result = o.status.label().to_string();
-        if !o.status.passed() {
-            if let Some(s) = o.seed {
-                result.push_str(&format!(" (seed {s})"));
-            }
+        if !o.status.passed()
+            && let Some(s) = o.seed
+        {
+            result.push_str(&format!(" (seed {s})"));
         }
         let got = if o.status.passed() { job.points } else { 0 };
         rows.push(vec![

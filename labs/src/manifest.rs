@@ -274,10 +274,10 @@ impl Manifest {
                         .push(format!("lab {}: suite file {} does not exist", lab.id, suite.path));
                 }
             }
-            if let Some(doc) = &lab.doc {
-                if !self.root.join(doc).is_file() {
-                    errors.push(format!("lab {}: document {doc} does not exist", lab.id));
-                }
+            if let Some(doc) = &lab.doc
+                && !self.root.join(doc).is_file()
+            {
+                errors.push(format!("lab {}: document {doc} does not exist", lab.id));
             }
             for f in &lab.student_files {
                 if !self.root.join(f).is_file() {
@@ -490,12 +490,11 @@ fn resolve(raw: RawManifest, root: &Path) -> std::result::Result<Manifest, Strin
 
     // Documents of labs whose suites are present.
     for lab in &manifest.labs {
-        if manifest.presence(lab) == Presence::Present {
-            if let Some(doc) = &lab.doc {
-                if !root.join(doc).is_file() {
-                    errors.push(format!("lab {}: document {doc} does not exist", lab.id));
-                }
-            }
+        if manifest.presence(lab) == Presence::Present
+            && let Some(doc) = &lab.doc
+            && !root.join(doc).is_file()
+        {
+            errors.push(format!("lab {}: document {doc} does not exist", lab.id));
         }
     }
 

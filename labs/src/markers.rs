@@ -221,15 +221,15 @@ pub fn scan(text: &str, leader: &str) -> Result<Vec<Region>, MarkerError> {
                 });
             }
             (Some(Marker::End(end_lab)), Some((lab, begin, stub))) => {
-                if let Some(end_lab) = end_lab {
-                    if end_lab != *lab {
-                        return Err(MarkerError {
-                            line: n,
-                            message: format!(
-                                "SOLUTION END names lab {end_lab} but the region opened at line {begin} is for lab {lab}"
-                            ),
-                        });
-                    }
+                if let Some(end_lab) = end_lab
+                    && end_lab != *lab
+                {
+                    return Err(MarkerError {
+                        line: n,
+                        message: format!(
+                            "SOLUTION END names lab {end_lab} but the region opened at line {begin} is for lab {lab}"
+                        ),
+                    });
                 }
                 regions.push(Region { lab: lab.clone(), begin: *begin, stub: *stub, end: n });
                 open = None;

@@ -201,8 +201,14 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Builds the given suites (one cargo call per package) and lists their
 /// tests. Prints progress; on a failed build prints the diagnostics and
-/// returns an error.
-pub fn build_suites(ws: &Workspace, suites: &[&Suite]) -> Result<Vec<BuiltSuite>> {
+/// returns an error. With `prebuilt` (the output of a successful build of
+/// the workspace's test targets), the executables are taken from it and
+/// nothing is built.
+pub fn build_suites(
+    ws: &Workspace,
+    suites: &[&Suite],
+    prebuilt: Option<&CargoOutput>,
+) -> Result<Vec<BuiltSuite>> {
     // Group by package, keeping the order of first appearance.
     let mut packages: Vec<(Package, Vec<&Suite>)> = Vec::new();
     for suite in suites {
@@ -222,28 +228,38 @@ pub fn build_suites(ws: &Workspace, suites: &[&Suite]) -> Result<Vec<BuiltSuite>
     for (package, suites) in packages {
         let started = Instant::now();
         let targets: Vec<&str> = suites.iter().map(|s| s.target.as_str()).collect();
-        println!(
-            "building {} (package {}, test {}) ...",
-            files(&suites),
-            package.name,
-            targets.join(", ")
-        );
-        let mut cmd = ws.cargo();
-        cmd.args(["test", "-p", &package.name]);
-        for t in &targets {
-            cmd.args(["--test", t]);
-        }
-        cmd.args(["--no-run", "--message-format", message_format()]);
-        let out = run_cargo_json(cmd)?;
-        for m in out.rendered(&|m| m.level == "warning" || m.level == "error" || !out.success) {
-            eprint!("{m}");
-        }
-        if !out.success {
-            if !out.stderr.is_empty() {
-                eprint!("{}", out.stderr);
+        let fresh;
+        let out = match prebuilt {
+            Some(out) => out,
+            None => {
+                println!(
+                    "building {} (package {}, test {}) ...",
+                    files(&suites),
+                    package.name,
+                    targets.join(", ")
+                );
+                let mut cmd = ws.cargo();
+                cmd.args(["test", "-p", &package.name]);
+                for t in &targets {
+                    cmd.args(["--test", t]);
+                }
+                cmd.args(["--no-run", "--message-format", message_format()]);
+                fresh = run_cargo_json(cmd)?;
+                for m in fresh
+                    .rendered(&|m| m.level == "warning" || m.level == "error" || !fresh.success)
+                {
+                    eprint!("{m}");
+                }
+                if !fresh.success {
+                    if !fresh.stderr.is_empty() {
+                        eprint!("{}", fresh.stderr);
+                    }
+                    bail!("build failed: package {} ({})", package.name, files(&suites));
+                }
+                println!("built in {}", secs(started.elapsed()));
+                &fresh
             }
-            bail!("build failed: package {} ({})", package.name, files(&suites));
-        }
+        };
         let manifest_path = ws.root.join(&package.dir).join("Cargo.toml");
         let cwd = ws.root.join(&package.dir);
         for suite in suites {
@@ -270,7 +286,6 @@ pub fn build_suites(ws: &Workspace, suites: &[&Suite]) -> Result<Vec<BuiltSuite>
                 list_tests(&exe, &cwd).map_err(|e| Error::msg(format!("{}: {e}", suite.path)))?;
             built.push(BuiltSuite { path: suite.path.clone(), exe, cwd: cwd.clone(), tests });
         }
-        println!("built in {}", secs(started.elapsed()));
     }
     Ok(built)
 }
@@ -387,24 +402,24 @@ pub struct TestJob {
     pub timeout: Duration,
 }
 
-/// Builds the suites of `labs` (those present), checks them against the
-/// manifest, and returns the jobs for their graded tests (only `only`, if
+/// Builds the suites of `labs` (those present; see [`build_suites`] for
+/// `prebuilt`), checks them against the manifest, and returns the jobs for their graded tests (only `only`, if
 /// given). Labs whose suites are absent are skipped.
 pub fn prepare(
     ws: &Workspace,
     manifest: &Manifest,
     labs: &[&Lab],
     only: Option<&str>,
+    prebuilt: Option<&CargoOutput>,
 ) -> Result<Vec<TestJob>> {
     let labs: Vec<&Lab> =
         labs.iter().copied().filter(|l| manifest.presence(l) == Presence::Present).collect();
-    if let Some(name) = only {
-        if !labs.iter().any(|l| l.test(name).is_some()) {
-            let owner = manifest.labs.iter().find(|l| l.test(name).is_some());
-            match owner {
-                Some(l) => bail!("test `{name}` belongs to lab {}, not to {}", l.id, ids(&labs)),
-                None => bail!("no graded test named `{name}` in {}", ids(&labs)),
-            }
+    if let Some(name) = only
+        && !labs.iter().any(|l| l.test(name).is_some())
+    {
+        match manifest.labs.iter().find(|l| l.test(name).is_some()) {
+            Some(l) => bail!("test `{name}` belongs to lab {}, not to {}", l.id, ids(&labs)),
+            None => bail!("no graded test named `{name}` in {}", ids(&labs)),
         }
     }
     let mut suites: Vec<&Suite> = Vec::new();
@@ -415,7 +430,7 @@ pub fn prepare(
             }
         }
     }
-    let built = build_suites(ws, &suites)?;
+    let built = build_suites(ws, &suites, prebuilt)?;
     let errors = check_tests(manifest, &built);
     if !errors.is_empty() {
         bail!("the manifest and the suites disagree:\n  {}", errors.join("\n  "));

@@ -140,6 +140,7 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
             out: tmp.path().to_path_buf(),
             keep_solutions: vec![],
             force: true,
+            preserve_mtimes: true,
         },
     )?;
     phases.record(
@@ -214,7 +215,7 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
         phases.record("stubs", true, "no graded tests up to this stage".to_string(), t);
         return Ok(phases.finish(&stage));
     }
-    let jobs = match runner::prepare(&ws, &hm, &included, None) {
+    let jobs = match runner::prepare(&ws, &hm, &included, None, Some(&out)) {
         Ok(j) => j,
         Err(e) => {
             println!("{e}");
