@@ -1,0 +1,313 @@
+//! Lab 2ac graded suite: the `RawNode` / `Ready` contract.
+//!
+//! Run with `make project2ac`. The tests drive a `RawNode` the way the store
+//! of lab 2b will: take a `Ready`, persist what it says into the
+//! `MemoryStorage`, apply its committed entries, `advance`. A failure says
+//! what was expected, what happened, and where `docs/src/lab2a-raft.md`
+//! explains it.
+
+use raft::eraftpb::{Entry, HardState, MessageType};
+use raft::{Config, MemoryStorage, RawNode, Ready, StateRole};
+
+const SECTION: &str = "See docs/src/lab2a-raft.md, \"Part C (2ac): the Ready contract\".";
+
+fn config(id: u64, peers: Vec<u64>) -> Config {
+    Config { election_tick: 10, heartbeat_tick: 1, seed: 7, ..Config::new(id, peers) }
+}
+
+fn entry(term: u64, index: u64, data: &[u8]) -> Entry {
+    Entry { term, index, data: data.to_vec(), ..Default::default() }
+}
+
+/// Persists a `Ready` the way the contract says (hard state, then entries),
+/// and returns it for inspection. Does not advance.
+fn persist(storage: &MemoryStorage, rd: &Ready) {
+    if let Some(hs) = &rd.hard_state {
+        storage.set_hard_state(hs.clone());
+    }
+    storage.append(&rd.entries).expect("append the Ready's entries to MemoryStorage");
+}
+
+/// Handles every pending `Ready` and returns the data of the entries it
+/// applied, in order.
+fn drain(node: &mut RawNode<MemoryStorage>, storage: &MemoryStorage) -> Vec<Vec<u8>> {
+    let mut applied = Vec::new();
+    for _ in 0..10 {
+        if !node.has_ready() {
+            return applied;
+        }
+        let rd = node.ready();
+        persist(storage, &rd);
+        applied.extend(rd.committed_entries.iter().map(|e| e.data.clone()));
+        node.advance(rd);
+    }
+    panic!(
+        "has_ready() stayed true after 10 Ready/advance rounds with nothing new happening. {SECTION}"
+    );
+}
+
+fn data_of(entries: &[Entry]) -> Vec<(u64, Vec<u8>)> {
+    entries.iter().map(|e| (e.index, e.data.clone())).collect()
+}
+
+#[test]
+fn first_ready_after_campaign_and_proposal_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1]);
+    let mut node = RawNode::new(&config(1, vec![1]), storage.clone()).expect("RawNode::new");
+    assert!(!node.has_ready(), "a fresh node with an empty log has nothing to report. {SECTION}");
+
+    node.campaign().expect("campaign");
+    let rd = node.ready();
+    let soft = rd.soft_state.clone().expect(
+        "the Ready after winning an election must carry the new soft state (leader 1, Leader)",
+    );
+    assert_eq!(
+        (soft.lead, soft.raft_state),
+        (1, StateRole::Leader),
+        "soft state after a single-node campaign. {SECTION}"
+    );
+    let hs = rd
+        .hard_state
+        .clone()
+        .expect("the Ready after a campaign must carry the new hard state (term 1, vote 1)");
+    assert_eq!((hs.term, hs.vote), (1, 1), "hard state after a single-node campaign. {SECTION}");
+    assert_eq!(
+        rd.entries.len(),
+        1,
+        "the new leader's noop must be in Ready.entries, to be persisted. {SECTION}"
+    );
+    persist(&storage, &rd);
+    node.advance(rd);
+    drain(&mut node, &storage);
+
+    node.propose(b"somedata".to_vec()).expect("propose on the leader");
+    assert!(node.has_ready(), "after a proposal, has_ready() must be true. {SECTION}");
+    let rd = node.ready();
+    assert_eq!(
+        data_of(&rd.entries),
+        vec![(2, b"somedata".to_vec())],
+        "Ready.entries must hold exactly the new, unstable entry (index 2, after the noop). {SECTION}"
+    );
+    assert_eq!(
+        data_of(&rd.committed_entries),
+        vec![(2, b"somedata".to_vec())],
+        "a single-node cluster commits a proposal at once: the same Ready must list it in committed_entries. {SECTION}"
+    );
+    assert_eq!(
+        rd.hard_state.as_ref().map(|hs| hs.commit),
+        Some(2),
+        "the hard state must report commit index 2. {SECTION}"
+    );
+    assert!(
+        rd.soft_state.is_none(),
+        "the soft state did not change, so Ready.soft_state must be None, got {:?}. {SECTION}",
+        rd.soft_state
+    );
+    persist(&storage, &rd);
+    node.advance(rd);
+    assert!(
+        !node.has_ready(),
+        "after advance with nothing new, has_ready() must be false. {SECTION}"
+    );
+}
+
+#[test]
+fn advance_marks_entries_stable_and_applied_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1]);
+    let mut node = RawNode::new(&config(1, vec![1]), storage.clone()).expect("RawNode::new");
+    node.campaign().expect("campaign");
+    drain(&mut node, &storage);
+    for i in 0..3u8 {
+        node.propose(vec![b'a' + i]).expect("propose");
+    }
+    let rd = node.ready();
+    assert_eq!(rd.entries.len(), 3, "three proposals, three unstable entries. {SECTION}");
+    assert_eq!(rd.committed_entries.len(), 3, "three committed entries to apply. {SECTION}");
+    persist(&storage, &rd);
+    node.advance(rd);
+    let log = &node.raft().raft_log;
+    assert_eq!(
+        log.stabled, 4,
+        "after advance, every entry handed out in Ready.entries is stable (stabled = 4). {SECTION}"
+    );
+    assert_eq!(
+        log.applied, 4,
+        "after advance, every committed entry handed out is applied (applied = 4). {SECTION}"
+    );
+    assert!(
+        log.unstable_entries().is_empty(),
+        "no unstable entries remain after advance. {SECTION}"
+    );
+    let rd = node.ready();
+    assert!(
+        rd.entries.is_empty() && rd.committed_entries.is_empty(),
+        "a Ready after advance must not repeat entries already handed out; got entries {:?}, committed {:?}. {SECTION}",
+        data_of(&rd.entries),
+        data_of(&rd.committed_entries)
+    );
+}
+
+#[test]
+fn ready_carries_vote_requests_with_the_hard_state_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1, 2, 3]);
+    let mut node = RawNode::new(&config(1, vec![1, 2, 3]), storage).expect("RawNode::new");
+    node.campaign().expect("campaign");
+    assert!(node.has_ready(), "a campaign must produce a Ready. {SECTION}");
+    let rd = node.ready();
+    let hs = rd.hard_state.clone().expect(
+        "the Ready of a campaign must carry the new hard state (term 1, vote 1), so the vote is persisted before the requests go out",
+    );
+    assert_eq!(
+        (hs.term, hs.vote),
+        (1, 1),
+        "hard state after campaigning in a 3-node cluster. {SECTION}"
+    );
+    let mut targets: Vec<u64> = rd
+        .messages
+        .iter()
+        .filter(|m| m.msg_type() == MessageType::MsgRequestVote)
+        .map(|m| m.to)
+        .collect();
+    targets.sort_unstable();
+    assert_eq!(
+        targets,
+        vec![2, 3],
+        "Ready.messages must hold the vote requests to 2 and 3. {SECTION}"
+    );
+    assert!(rd.committed_entries.is_empty(), "nothing is committed yet. {SECTION}");
+    node.advance(rd);
+    assert!(
+        !node.has_ready(),
+        "the messages moved into the Ready; after advance nothing is left. {SECTION}"
+    );
+}
+
+#[test]
+fn restart_yields_exactly_the_committed_entries_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1]);
+    let entries = [entry(1, 1, b""), entry(1, 2, b"foo"), entry(1, 3, b"bar")];
+    storage.append(&entries).expect("append");
+    storage.set_hard_state(HardState { term: 1, vote: 1, commit: 2 });
+
+    let mut node =
+        RawNode::new(&config(1, vec![1]), storage).expect("RawNode::new after a restart");
+    assert!(
+        node.has_ready(),
+        "a restarted node with committed, unapplied entries has a Ready. {SECTION}"
+    );
+    let rd = node.ready();
+    assert_eq!(
+        data_of(&rd.committed_entries),
+        vec![(1, b"".to_vec()), (2, b"foo".to_vec())],
+        "after a restart, Ready.committed_entries must be exactly the committed entries 1..=2 (entry 3 is not committed). {SECTION}"
+    );
+    assert!(
+        rd.entries.is_empty(),
+        "entries read back from storage are stable: Ready.entries must be empty, got {:?}. {SECTION}",
+        data_of(&rd.entries)
+    );
+    assert!(
+        rd.hard_state.is_none(),
+        "the hard state equals the stored one: Ready.hard_state must be None, got {:?}. {SECTION}",
+        rd.hard_state
+    );
+    node.advance(rd);
+    assert!(!node.has_ready(), "after applying the committed entries nothing is left. {SECTION}");
+}
+
+#[test]
+fn restart_skips_entries_already_applied_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1]);
+    storage
+        .append(&[entry(1, 1, b"a"), entry(1, 2, b"b"), entry(1, 3, b"c"), entry(1, 4, b"d")])
+        .expect("append");
+    storage.set_hard_state(HardState { term: 1, vote: 1, commit: 3 });
+    let cfg = Config { applied: 2, ..config(1, vec![1]) };
+    let mut node = RawNode::new(&cfg, storage).expect("RawNode::new");
+    let rd = node.ready();
+    assert_eq!(
+        data_of(&rd.committed_entries),
+        vec![(3, b"c".to_vec())],
+        "with Config.applied = 2 and commit 3, only entry 3 is left to apply. {SECTION}"
+    );
+}
+
+#[test]
+fn restarted_leader_commits_new_proposals_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1]);
+    let mut node = RawNode::new(&config(1, vec![1]), storage.clone()).expect("RawNode::new");
+    node.campaign().expect("campaign");
+    drain(&mut node, &storage);
+    node.propose(b"before".to_vec()).expect("propose");
+    assert_eq!(
+        drain(&mut node, &storage),
+        vec![b"before".to_vec()],
+        "the proposal is applied once. {SECTION}"
+    );
+    drop(node);
+
+    // Restart from what was persisted, as if the process had stopped.
+    let cfg = Config { applied: storage.rl().hard_state().commit, ..config(1, vec![1]) };
+    let mut node = RawNode::new(&cfg, storage.clone()).expect("RawNode::new after a restart");
+    assert!(
+        drain(&mut node, &storage).is_empty(),
+        "nothing applied before the restart is applied again. {SECTION}"
+    );
+    node.campaign().expect("campaign after a restart");
+    let applied = drain(&mut node, &storage);
+    assert_eq!(
+        applied,
+        vec![Vec::<u8>::new()],
+        "the new term's noop is applied after the restart. {SECTION}"
+    );
+    assert_eq!(
+        node.raft().term,
+        2,
+        "a restarted node continues from its persisted term. {SECTION}"
+    );
+    node.propose(b"after".to_vec()).expect("propose after restart");
+    assert_eq!(
+        drain(&mut node, &storage),
+        vec![b"after".to_vec()],
+        "proposals after a restart are committed and applied once. {SECTION}"
+    );
+}
+
+#[test]
+fn heartbeat_tick_gives_a_ready_with_only_messages_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1, 2, 3]);
+    let mut node = RawNode::new(&config(1, vec![1, 2, 3]), storage.clone()).expect("RawNode::new");
+    node.campaign().expect("campaign");
+    drain(&mut node, &storage);
+    let mut vote = raft::new_message(1, MessageType::MsgRequestVoteResponse);
+    vote.from = 2;
+    vote.term = 1;
+    node.step(vote).expect("step a granted vote");
+    assert_eq!(
+        node.raft().state,
+        StateRole::Leader,
+        "two of three votes make node 1 leader. {SECTION}"
+    );
+    drain(&mut node, &storage);
+    assert!(!node.has_ready(), "everything was handled. {SECTION}");
+
+    node.tick(); // heartbeat_tick is 1
+    assert!(
+        node.has_ready(),
+        "a heartbeat tick on a leader queues heartbeats: has_ready() must be true when there are messages to send, even if nothing else changed. {SECTION}"
+    );
+    let rd = node.ready();
+    let mut beats: Vec<u64> = rd
+        .messages
+        .iter()
+        .filter(|m| m.msg_type() == MessageType::MsgHeartbeat)
+        .map(|m| m.to)
+        .collect();
+    beats.sort_unstable();
+    assert_eq!(beats, vec![2, 3], "the Ready must carry the heartbeats to 2 and 3. {SECTION}");
+    assert!(
+        rd.entries.is_empty() && rd.hard_state.is_none(),
+        "a heartbeat changes no entries and no hard state. {SECTION}"
+    );
+    node.advance(rd);
+}
