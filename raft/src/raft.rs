@@ -692,7 +692,7 @@ impl<T: Storage> Raft<T> {
     /// next indexes, advances the leader's own progress, and commits if
     /// that makes a majority (a single-node cluster).
     pub fn append_entries(&mut self, entries: Vec<Entry>) {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         let mut entries = entries;
         let last = self.raft_log.last_index();
         for (i, e) in entries.iter_mut().enumerate() {
@@ -704,10 +704,14 @@ impl<T: Storage> Raft<T> {
             pr.matched = last;
             pr.next_index = last + 1;
         }
-        self.leader_maybe_commit();
         // SOLUTION STUB
         // let _ = entries;
-        // todo!("lab 2ab: Raft::append_entries (raft/src/raft.rs)")
+        // todo!("lab 2aa: Raft::append_entries (raft/src/raft.rs)")
+        // SOLUTION END
+        // SOLUTION BEGIN lab 2ab
+        self.leader_maybe_commit();
+        // SOLUTION STUB
+        // // lab 2ab: commit what a majority now holds (a single-node cluster).
         // SOLUTION END
     }
 
@@ -768,12 +772,12 @@ impl<T: Storage> Raft<T> {
 
     /// Sends `MsgAppend` to every other member.
     pub fn bcast_append(&mut self) {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         for to in self.peer_ids() {
             self.send_append(to);
         }
         // SOLUTION STUB
-        // todo!("lab 2ab: Raft::bcast_append (raft/src/raft.rs)")
+        // todo!("lab 2aa: Raft::bcast_append (raft/src/raft.rs)")
         // SOLUTION END
     }
 
@@ -782,7 +786,7 @@ impl<T: Storage> Raft<T> {
     /// commit index. If those entries were compacted, sends a snapshot
     /// instead (lab 2c).
     pub fn send_append(&mut self, to: u64) {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         let Some(pr) = self.prs.get(&to).copied() else { return };
         let prev = pr.next_index - 1;
         let last = self.raft_log.last_index();
@@ -808,7 +812,7 @@ impl<T: Storage> Raft<T> {
         self.send(m);
         // SOLUTION STUB
         // let _ = to;
-        // todo!("lab 2ab: Raft::send_append (raft/src/raft.rs)")
+        // todo!("lab 2aa: Raft::send_append (raft/src/raft.rs)")
         // SOLUTION END
     }
 
@@ -819,7 +823,7 @@ impl<T: Storage> Raft<T> {
     /// term is at most the leader's `log_term`) and `log_term` = its term,
     /// so the leader can skip a whole conflicting term at once.
     pub fn handle_append_entries(&mut self, m: Message) {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         let mut resp = new_message(m.from, MessageType::MsgAppendResponse);
         if m.index < self.raft_log.committed {
             // Everything up to `committed` already matches the leader.
@@ -847,7 +851,7 @@ impl<T: Storage> Raft<T> {
         self.send(resp);
         // SOLUTION STUB
         // let _ = m;
-        // todo!("lab 2ab: Raft::handle_append_entries (raft/src/raft.rs)")
+        // todo!("lab 2aa: Raft::handle_append_entries (raft/src/raft.rs)")
         // SOLUTION END
     }
 

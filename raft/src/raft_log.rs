@@ -223,7 +223,7 @@ impl<T: Storage> RaftLog<T> {
     ///
     /// If `high` is past `last_index() + 1`.
     pub fn entries(&self, low: u64, high: u64) -> Result<Vec<Entry>> {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         if low >= high {
             return Ok(Vec::new());
         }
@@ -248,7 +248,7 @@ impl<T: Storage> RaftLog<T> {
         Ok(out)
         // SOLUTION STUB
         // let _ = (low, high);
-        // todo!("lab 2ab: RaftLog::entries (raft/src/raft_log.rs)")
+        // todo!("lab 2aa: RaftLog::entries (raft/src/raft_log.rs)")
         // SOLUTION END
     }
 
@@ -281,11 +281,11 @@ impl<T: Storage> RaftLog<T> {
     /// this log's entry at the same index, or the first one this log does
     /// not have; 0 if the log already has them all.
     pub fn find_conflict(&self, entries: &[Entry]) -> u64 {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         entries.iter().find(|e| !self.match_term(e.index, e.term)).map_or(0, |e| e.index)
         // SOLUTION STUB
         // let _ = entries;
-        // todo!("lab 2ab: RaftLog::find_conflict (raft/src/raft_log.rs)")
+        // todo!("lab 2aa: RaftLog::find_conflict (raft/src/raft_log.rs)")
         // SOLUTION END
     }
 
@@ -320,7 +320,7 @@ impl<T: Storage> RaftLog<T> {
         committed: u64,
         entries: &[Entry],
     ) -> Option<u64> {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         if !self.match_term(index, log_term) {
             return None;
         }
@@ -339,7 +339,7 @@ impl<T: Storage> RaftLog<T> {
         Some(last_new)
         // SOLUTION STUB
         // let _ = (index, log_term, committed, entries);
-        // todo!("lab 2ab: RaftLog::maybe_append (raft/src/raft_log.rs)")
+        // todo!("lab 2aa: RaftLog::maybe_append (raft/src/raft_log.rs)")
         // SOLUTION END
     }
 
@@ -349,7 +349,7 @@ impl<T: Storage> RaftLog<T> {
     ///
     /// If `to_commit` is past the last index.
     pub fn commit_to(&mut self, to_commit: u64) {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         if to_commit <= self.committed {
             return;
         }
@@ -362,7 +362,7 @@ impl<T: Storage> RaftLog<T> {
         self.committed = to_commit;
         // SOLUTION STUB
         // let _ = to_commit;
-        // todo!("lab 2ab: RaftLog::commit_to (raft/src/raft_log.rs)")
+        // todo!("lab 2aa: RaftLog::commit_to (raft/src/raft_log.rs)")
         // SOLUTION END
     }
 

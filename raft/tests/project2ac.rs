@@ -23,7 +23,7 @@ fn entry(term: u64, index: u64, data: &[u8]) -> Entry {
 /// and returns it for inspection. Does not advance.
 fn persist(storage: &MemoryStorage, rd: &Ready) {
     if let Some(hs) = &rd.hard_state {
-        storage.set_hard_state(hs.clone());
+        storage.set_hard_state(*hs);
     }
     storage.append(&rd.entries).expect("append the Ready's entries to MemoryStorage");
 }
@@ -58,7 +58,7 @@ fn first_ready_after_campaign_and_proposal_2ac() {
 
     node.campaign().expect("campaign");
     let rd = node.ready();
-    let soft = rd.soft_state.clone().expect(
+    let soft = rd.soft_state.expect(
         "the Ready after winning an election must carry the new soft state (leader 1, Leader)",
     );
     assert_eq!(
@@ -68,7 +68,6 @@ fn first_ready_after_campaign_and_proposal_2ac() {
     );
     let hs = rd
         .hard_state
-        .clone()
         .expect("the Ready after a campaign must carry the new hard state (term 1, vote 1)");
     assert_eq!((hs.term, hs.vote), (1, 1), "hard state after a single-node campaign. {SECTION}");
     assert_eq!(
@@ -154,7 +153,7 @@ fn ready_carries_vote_requests_with_the_hard_state_2ac() {
     node.campaign().expect("campaign");
     assert!(node.has_ready(), "a campaign must produce a Ready. {SECTION}");
     let rd = node.ready();
-    let hs = rd.hard_state.clone().expect(
+    let hs = rd.hard_state.expect(
         "the Ready of a campaign must carry the new hard state (term 1, vote 1), so the vote is persisted before the requests go out",
     );
     assert_eq!(
