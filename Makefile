@@ -17,7 +17,7 @@ LAB_ARGS = $(if $(TEST),--test $(TEST)) $(if $(SEED),--seed $(SEED)) $(if $(SEED
 LAB_TARGETS = project1 project2 project2a project2aa project2ab project2ac project2b project2c \
               project3 project3a project3b project3c project4 project4a project4b project4c
 
-.PHONY: help run build test test-workspace handout verify docs fmt lint clean $(LAB_TARGETS)
+.PHONY: help run build test test-workspace handout verify docs fmt lint bench clean $(LAB_TARGETS)
 
 help:
 	@echo "make run                 build and start tinykv-server --standalone on $(DATA) at $(ADDR)"
@@ -25,7 +25,7 @@ help:
 	@echo "make project1 ... project4c   a lab's graded suite (TEST=name SEED=n SEEDS=k)"
 	@echo "make handout STAGE=1 [OUT=dir]   the student repository up to a lab"
 	@echo "make verify [STAGE=lab]  build the handout and check that every graded test fails on the stubs"
-	@echo "make docs | fmt | lint | clean"
+	@echo "make docs | fmt | lint | bench | clean"
 
 build:
 	$(CARGO) build -p tinykv-server -p tinykv-ctl
@@ -67,6 +67,10 @@ fmt:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench -p raft --bench commit_throughput
+	$(CARGO) bench -p tinykv-storage --bench write_durability
 
 clean:
 	$(CARGO) clean

@@ -47,7 +47,12 @@ pub const DEFAULT_SEED: u64 = 1;
 
 /// Where the lab document explains a behaviour, for failure messages.
 pub fn hint(section: &str) -> String {
-    format!("See docs/src/lab2a-raft.md, \"{section}\".")
+    hint_in("lab2a-raft.md", section)
+}
+
+/// Like [`hint`], for a section of another chapter of `docs/src`.
+pub fn hint_in(chapter: &str, section: &str) -> String {
+    format!("See docs/src/{chapter}, \"{section}\".")
 }
 
 /// The replay context of a seeded test, for failure messages: the `labs`
