@@ -2,7 +2,7 @@
 //!
 //! * [`Server`] holds the storage and implements the request handlers as
 //!   plain, synchronous methods. Lab 1 writes the raw ones in
-//!   [`raw_api`](crate::raw_api); later labs add the transactional ones.
+//!   [`raw_api`]; later labs add the transactional ones.
 //! * [`service`] adapts a [`Server`] to the tonic-generated `TinyKv` trait:
 //!   it moves each call to a blocking thread (storage calls may fsync) and
 //!   answers RPCs of labs not built yet with `Unimplemented`.

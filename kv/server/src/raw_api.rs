@@ -6,7 +6,7 @@
 //! 1. checks its request with the functions in [`crate::limits`]
 //!    (column family, key, value, scan limit);
 //! 2. calls the storage: [`Storage::write`](tinykv_storage::Storage::write)
-//!    with a list of [`Modify`](tinykv_storage::Modify), or
+//!    with a list of [`tinykv_storage::Modify`], or
 //!    [`Storage::reader`](tinykv_storage::Storage::reader) and then
 //!    `get_cf` / `iter_cf`;
 //! 3. fills in the response.
@@ -58,7 +58,7 @@ impl Server {
     }
 
     /// **Lab 1.** Sets `req.key` to `req.value` in column family `req.cf`,
-    /// durably (one [`Modify::Put`](tinykv_storage::Modify::Put) written
+    /// durably (one [`tinykv_storage::Modify::Put`] written
     /// through the storage).
     ///
     /// Bad request (unknown column family, empty or oversized key, oversized
