@@ -10,7 +10,6 @@
 //! naming the lab.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use tinykv_proto::kvrpcpb::*;
 use tinykv_proto::raft_serverpb::{Done, RaftMessage, SnapshotChunk};
@@ -189,10 +188,4 @@ pub async fn serve(
         .add_service(TinyKvService::new(server).into_tonic())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-}
-
-/// The address a listener is bound to, for log lines (`127.0.0.1:0` binds an
-/// ephemeral port; this gives the real one).
-pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
-    listener.local_addr()
 }
