@@ -274,10 +274,11 @@ impl Manifest {
                         .push(format!("lab {}: suite file {} does not exist", lab.id, suite.path));
                 }
             }
-            if let Some(doc) = &lab.doc
-                && !self.root.join(doc).is_file()
-            {
-                errors.push(format!("lab {}: document {doc} does not exist", lab.id));
+            if let Some(doc) = &lab.doc {
+                match std::fs::read_to_string(self.root.join(doc)) {
+                    Ok(text) => errors.extend(doc_table_errors(lab, doc, &text)),
+                    Err(_) => errors.push(format!("lab {}: document {doc} does not exist", lab.id)),
+                }
             }
             for f in &lab.student_files {
                 if !self.root.join(f).is_file() {
@@ -287,6 +288,34 @@ impl Manifest {
         }
         join_errors(errors)
     }
+}
+
+/// The lab document must list every graded test with its points, as a
+/// table row ``| `name` | points |`` (more columns may follow), so the
+/// document cannot drift from the manifest.
+fn doc_table_errors(lab: &Lab, doc: &str, text: &str) -> Vec<String> {
+    let rows: BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
+            let name = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((name, cells.next()?))
+        })
+        .collect();
+    lab.tests
+        .iter()
+        .filter_map(|t| match rows.get(t.name.as_str()) {
+            Some(p) if *p == t.points.to_string() => None,
+            Some(p) => Some(format!(
+                "lab {}: {doc} gives {} {p} points, the manifest {}",
+                lab.id, t.name, t.points
+            )),
+            None => Some(format!(
+                "lab {}: {doc} has no table row for graded test {} ({} points)",
+                lab.id, t.name, t.points
+            )),
+        })
+        .collect()
 }
 
 fn join_errors(errors: Vec<String>) -> Result<()> {
@@ -632,6 +661,23 @@ thing_2b = 3
         assert_eq!(m.presence(m.lab("1").unwrap()), Presence::Present);
         assert_eq!(m.presence(m.lab("2a").unwrap()), Presence::NoTests);
         assert!(m.check_complete().is_err());
+    }
+
+    #[test]
+    fn documents_must_list_every_graded_test_with_its_points() {
+        let dir = fixture();
+        std::fs::write(dir.path().join("fx/tests/suite2.rs"), "").unwrap();
+        let m = Manifest::parse(GOOD, dir.path()).unwrap();
+        let err = m.check_complete().unwrap_err().to_string();
+        assert!(err.contains("docs/lab1.md has no table row for graded test get_1"), "{err}");
+        let table =
+            "| test | points | what |\n|---|---|---|\n| `get_1` | 10 | x |\n| `put_1` | 4 | y |\n";
+        std::fs::write(dir.path().join("docs/lab1.md"), table).unwrap();
+        std::fs::write(dir.path().join("docs/lab2.md"), "| `thing_2b` | 3 |\n").unwrap();
+        let err = m.check_complete().unwrap_err().to_string();
+        assert_eq!(err, "lab 1: docs/lab1.md gives put_1 4 points, the manifest 5");
+        std::fs::write(dir.path().join("docs/lab1.md"), table.replace("| 4 |", "| 5 |")).unwrap();
+        m.check_complete().unwrap();
     }
 
     #[test]

@@ -108,7 +108,12 @@ fn fixture(root: &Path) {
     write(root, "fx/src/lib.rs", &lib_rs(false));
     write(root, "fx/tests/project1.rs", &suite_rs(&[]));
     write(root, "labs/labs.toml", MANIFEST);
-    write(root, "docs/lab1.md", "# Lab 1\n");
+    write(
+        root,
+        "docs/lab1.md",
+        "# Lab 1\n\n| test | points |\n|---|---|\n| `add_1` | 10 |\n| `broken_1` | 10 |\n\
+         | `hang_1` | 10 |\n| `seeded_1` | 10 |\n",
+    );
     write(root, "docs/lab2.md", "# Lab 2\n");
     write(root, "notes/answers.md", "secret\n");
 }
@@ -238,6 +243,8 @@ fn handout_and_verify_end_to_end() {
         "labs/labs.toml",
         &MANIFEST.replace("seeded_1 = 10", "seeded_1 = 10\nvacuous_1 = 1\nsilent_1 = 1"),
     );
+    let doc = std::fs::read_to_string(root.join("docs/lab1.md")).unwrap();
+    write(root, "docs/lab1.md", &format!("{doc}| `vacuous_1` | 1 |\n| `silent_1` | 1 |\n"));
     let (code, out) = labs(root, &["verify"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("vacuous_1 (lab 1): VACUOUS"), "{out}");

@@ -983,3 +983,41 @@ fn split_vote_resolves_2aa() {
         );
     }
 }
+
+// ----- property tests ---------------------------------------------------------
+
+/// Elections on a hostile network (delays, reordering, drops, duplicates,
+/// partitions), over many seeds: never two leaders in a term, never two
+/// votes in a term, terms never go down; once healed, everyone follows one
+/// leader.
+#[test]
+fn random_faults_keep_one_leader_per_term_2aa() {
+    let stats = harness::chaos::check_seeds(
+        "random_faults_keep_one_leader_per_term_2aa",
+        "2aa",
+        harness::chaos::Features::default(),
+    );
+    assert!(
+        stats.terms_with_leader >= 2 * stats.runs,
+        "the runs should elect several leaders each: {stats:?}"
+    );
+}
+
+/// The same seed gives the same run, message for message: nothing in the
+/// node may depend on the wall clock, a thread-local RNG or the iteration
+/// order of a hash map.
+#[test]
+fn same_seed_replays_the_same_run_2aa() {
+    use harness::chaos::{Features, run_one};
+    let f = Features::default();
+    let seed = harness::seed();
+    let (a, b) = (run_one(seed, f), run_one(seed, f));
+    assert_eq!(
+        a.digest,
+        b.digest,
+        "two runs of seed {seed} differ: the node is not deterministic (a wall clock, \
+         thread_rng or HashMap order?). {}",
+        harness::hint_seeded("Time is a tick", seed)
+    );
+    assert_ne!(a.digest, run_one(seed + 1, f).digest, "seeds {seed} and {} ran the same", seed + 1);
+}

@@ -6,6 +6,8 @@
 //! what was expected, what happened, and where `docs/src/lab2a-raft.md`
 //! explains it.
 
+mod harness;
+
 use raft::eraftpb::{Entry, HardState, MessageType};
 use raft::{Config, MemoryStorage, RawNode, Ready, StateRole};
 
@@ -309,4 +311,23 @@ fn heartbeat_tick_gives_a_ready_with_only_messages_2ac() {
         "a heartbeat changes no entries and no hard state. {SECTION}"
     );
     node.advance(rd);
+}
+
+// ----- property tests ---------------------------------------------------------
+
+/// Nodes driven through `RawNode`, crashing and restarting from their
+/// storage on a hostile network: every safety property after every step
+/// (a vote or an entry that was not persisted before a message shows up
+/// here); once healed, a last proposal reaches every node.
+#[test]
+fn random_crashes_keep_raft_safe_2ac() {
+    let f = harness::chaos::Features {
+        raw_node: true,
+        proposals: true,
+        restarts: true,
+        ..Default::default()
+    };
+    let stats = harness::chaos::check_seeds("random_crashes_keep_raft_safe_2ac", "2ac", f);
+    assert!(stats.restarts >= stats.runs, "the runs should restart nodes: {stats:?}");
+    assert!(stats.entries_applied >= 50 * stats.runs, "the runs should commit entries: {stats:?}");
 }

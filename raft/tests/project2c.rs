@@ -530,3 +530,20 @@ fn slow_node_catches_up_by_snapshot_2c() {
     harness::expect_eq(net.peer(3).lead, 1, "leader known to node 3", SNAP);
     harness::expect_eq(net.peer(1).prs[&3].matched, 21, "leader's matched index for 3", SNAP);
 }
+
+// ----- property tests ---------------------------------------------------------
+
+/// As the 2ac property test, with nodes compacting their logs, so laggards
+/// and restarted nodes catch up by snapshot.
+#[test]
+fn random_compaction_keeps_raft_safe_2c() {
+    let f = harness::chaos::Features {
+        raw_node: true,
+        proposals: true,
+        restarts: true,
+        compaction: true,
+        ..Default::default()
+    };
+    let stats = harness::chaos::check_seeds("random_compaction_keeps_raft_safe_2c", "2c", f);
+    assert!(stats.snapshots_applied >= stats.runs / 4, "the runs should send snapshots: {stats:?}");
+}

@@ -867,3 +867,24 @@ fn timeout_now_at_removed_node_does_nothing_3a() {
         hint_in(DOC, TRANSFER)
     );
 }
+
+// ----- property tests ---------------------------------------------------------
+
+/// Everything at once: crashes, compaction, members added and removed and
+/// leadership transferred on a hostile network; every safety property after
+/// every step, and liveness once healed.
+#[test]
+fn random_membership_and_transfers_keep_raft_safe_3a() {
+    let f = harness::chaos::Features {
+        raw_node: true,
+        proposals: true,
+        restarts: true,
+        compaction: true,
+        membership: true,
+        transfers: true,
+    };
+    let stats =
+        harness::chaos::check_seeds("random_membership_and_transfers_keep_raft_safe_3a", "3a", f);
+    assert!(stats.conf_changes_applied >= stats.runs, "the runs should change members: {stats:?}");
+    assert!(stats.leader_changes >= 3 * stats.runs, "the runs should move leaders: {stats:?}");
+}

@@ -28,6 +28,8 @@
 //! Every delivered message is also appended to `net.trace`.
 #![allow(dead_code)]
 
+pub mod chaos;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use raft::eraftpb::{Entry, HardState, Message, MessageType};
