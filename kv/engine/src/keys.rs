@@ -11,6 +11,7 @@
 //! | raft state    | `0x01 0x02` region_id (u64 BE) `0x02`                 | 11    |
 //! | apply state   | `0x01 0x02` region_id (u64 BE) `0x03`                 | 11    |
 //! | region state  | `0x01 0x03` region_id (u64 BE) `0x01`                 | 11    |
+//! | store ident   | `0x01 0x01`                                          | 2     |
 //!
 //! `0x01` is [`LOCAL_PREFIX`]; `0x02` ([`REGION_RAFT_PREFIX`]) groups the
 //! per-region raft keys and `0x03` ([`REGION_META_PREFIX`]) the per-region
@@ -37,6 +38,9 @@ pub const REGION_RAFT_PREFIX: u8 = 0x02;
 /// Second byte of the per-region metadata keys (region state).
 pub const REGION_META_PREFIX: u8 = 0x03;
 
+/// The key of the store's identity (cluster id and store id), written once
+/// when the store is bootstrapped.
+pub const STORE_IDENT_KEY: [u8; 2] = [LOCAL_PREFIX, 0x01];
 /// Suffix byte of a raft log key (followed by the index).
 pub const RAFT_LOG_SUFFIX: u8 = 0x01;
 

@@ -1,6 +1,35 @@
-//! The multi-raft store: peers, peer storage, Ready handling, log GC and snapshots.
+//! The multi-raft store, sans-I/O (labs 2b, 2c, 3b).
 //!
-//! **Not built yet.** This crate is a placeholder that reserves its place in
-//! the workspace layout (see `ARCHITECTURE.md`). It exports nothing and no
-//! test or binary depends on it. It arrives with labs 2b, 2c and 3b.
+//! A [`Store`] holds one [`Peer`] per region it has a replica of, and is
+//! driven from outside: the driver hands it raft messages, client commands
+//! and ticks, and carries out what it asks through a [`Context`]. The same
+//! store code runs in the simulator (`tinykv-sim`) and in the server.
+//!
+//! | module | what | lab |
+//! |---|---|---|
+//! | [`store`] | the router from region to peer, the inputs | given |
+//! | [`peer`] | a replica: proposing a command and its checks | 2b |
+//! | [`ready`] | handling a `Ready`: persist, send, apply, advance | 2b |
+//! | [`apply`] | applying committed entries, answering proposals | 2b |
+//! | [`peer_storage`] | raft's storage over the two engines | 2b |
+//! | [`bootstrap`], [`engines`], [`context`], [`config`], [`error`] | given | |
 #![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod bootstrap;
+pub mod config;
+pub mod context;
+pub mod engines;
+pub mod error;
+pub mod peer;
+pub mod peer_storage;
+pub mod ready;
+pub mod store;
+
+pub use crate::config::Config;
+pub use crate::context::{CmdResponse, Context, Token};
+pub use crate::engines::Engines;
+pub use crate::error::{Error, Result};
+pub use crate::peer::{Peer, Proposal};
+pub use crate::peer_storage::PeerStorage;
+pub use crate::store::Store;

@@ -13,6 +13,8 @@
 #![forbid(unsafe_code)]
 
 pub mod limits;
+pub mod node;
+pub mod raft_storage;
 pub mod raw_api;
 pub mod service;
 
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use tinykv_storage::Storage;
 
-pub use service::{TinyKvService, serve};
+pub use service::{TinyKvService, serve, serve_service};
 
 /// Request handlers over a storage. Cheap to clone.
 #[derive(Clone, Debug)]

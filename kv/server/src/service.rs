@@ -20,17 +20,27 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::Server;
 use crate::limits::MAX_GRPC_MESSAGE_BYTES;
+use crate::node::NodeHandle;
 
 /// The tonic service over a [`Server`].
 #[derive(Clone, Debug)]
 pub struct TinyKvService {
     server: Server,
+    /// The store thread raft messages go to (cluster mode); `None` in
+    /// standalone mode, where the `Raft` RPC is refused.
+    node: Option<NodeHandle>,
 }
 
 impl TinyKvService {
     /// Wraps `server`.
     pub fn new(server: Server) -> TinyKvService {
-        TinyKvService { server }
+        TinyKvService { server, node: None }
+    }
+
+    /// Delivers incoming raft messages to `node`.
+    pub fn with_node(mut self, node: NodeHandle) -> TinyKvService {
+        self.node = Some(node);
+        self
     }
 
     /// The tonic server type, with message size limits set.
@@ -155,8 +165,31 @@ impl TinyKv for TinyKvService {
         Err(not_yet("KvResolveLock", "4c"))
     }
 
-    async fn raft(&self, _: Request<Streaming<RaftMessage>>) -> Result<Response<Done>, Status> {
-        Err(not_yet("Raft", "2b"))
+    async fn raft(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<Done>, Status> {
+        let Some(node) = self.node.clone() else {
+            return Err(Status::failed_precondition(
+                "this server runs in standalone mode: it has no raft peers",
+            ));
+        };
+        // The stream ends when the store stops, even if the peer sends
+        // nothing more: the peer then reconnects (and so reaches the store
+        // once it restarts), and a graceful shutdown does not wait for it.
+        let stopped = format!("store {} stopped", node.store_id());
+        let mut stream = request.into_inner();
+        loop {
+            tokio::select! {
+                msg = stream.message() => match msg? {
+                    Some(msg) => {
+                        node.deliver(msg).map_err(|e| Status::unavailable(e.to_string()))?;
+                    }
+                    None => return Ok(Response::new(Done {})),
+                },
+                () = node.wait_stopped() => return Err(Status::unavailable(stopped)),
+            }
+        }
     }
 
     async fn snapshot(
@@ -183,9 +216,18 @@ pub async fn serve(
     server: Server,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_service(listener, TinyKvService::new(server), shutdown).await
+}
+
+/// As [`serve`], for a service built by the caller (e.g. with a node).
+pub async fn serve_service(
+    listener: TcpListener,
+    service: TinyKvService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let incoming = TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
-        .add_service(TinyKvService::new(server).into_tonic())
+        .add_service(service.into_tonic())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -1,6 +1,26 @@
-//! The deterministic simulator: virtual clock, seeded network and disk faults, cluster harness, linearizability checker.
+//! The deterministic simulator: virtual clock, seeded network and disk
+//! faults, the cluster harness, and the checkers of client histories.
 //!
-//! **Not built yet.** This crate is a placeholder that reserves its place in
-//! the workspace layout (see `ARCHITECTURE.md`). It exports nothing and no
-//! test or binary depends on it. It arrives with lab 2b.
+//! | module | what |
+//! |---|---|
+//! | [`cluster`] | stores, network, clients and virtual time in one thread |
+//! | [`network`] | latency, drops, duplicates, partitions |
+//! | [`history`] | what clients did and saw |
+//! | [`linearizability`] | the linearizability checker |
+//! | [`workload`] | the generic workload (clients × faults × restarts) and its checks |
+//! | [`suite`] | seed, log capture, final checks and the failure report of a graded test |
+//! | [`report`], [`capture`] | the HTML failure report; per-node log capture |
 #![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod cluster;
+pub mod history;
+pub mod linearizability;
+pub mod network;
+pub mod report;
+pub mod suite;
+pub mod workload;
+
+pub use crate::cluster::{Cluster, ClusterConfig, MS, SEC};
+pub use crate::history::{History, OpKind, OpRecord, OpResult};
+pub use crate::network::{NetConfig, Network};

@@ -74,6 +74,11 @@ pub enum Error {
     /// The engine failed (I/O, corruption, unknown column family, …).
     #[error(transparent)]
     Engine(#[from] tinykv_engine::Error),
+    /// The replicated store could not serve the request: this store's peer
+    /// is not the leader, the region changed, no quorum answered in time…
+    /// (the text says which; a client retries, possibly on another store).
+    #[error("{0}")]
+    Raft(String),
 }
 
 /// The storage result type.

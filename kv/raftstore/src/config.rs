@@ -1,0 +1,26 @@
+//! The raftstore's configuration.
+
+/// How a store runs its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Milliseconds between two raft ticks (virtual milliseconds in the
+    /// simulator). The driver calls `Store::on_tick` at this pace.
+    pub raft_base_tick_ms: u64,
+    /// Ticks without a leader before a follower campaigns.
+    pub raft_election_timeout_ticks: usize,
+    /// Ticks between two heartbeats of a leader.
+    pub raft_heartbeat_ticks: usize,
+    /// Seed of the peers' raft randomness (mixed with each peer id).
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            raft_base_tick_ms: 10,
+            raft_election_timeout_ticks: 10,
+            raft_heartbeat_ticks: 2,
+            seed: 0,
+        }
+    }
+}

@@ -1,0 +1,779 @@
+//! The simulated cluster: stores, network, clients and virtual time.
+//!
+//! Everything runs on one thread. An event queue ordered by (virtual time,
+//! sequence number) holds what happens next: a store's tick, a raft
+//! message arriving, a client command arriving, an answer arriving, a
+//! client's timeout or next operation. [`Cluster::step`] takes the earliest
+//! event and hands it to the same [`Store`] code the server runs; whatever
+//! the store asks for (messages, answers) becomes new events. All
+//! randomness (latencies, drops, client choices, raft's election timeouts)
+//! comes from the seed, so a seed replays exactly; [`Cluster::digest`]
+//! fingerprints the run to check it.
+//!
+//! Stores keep their data on [`MemoryDisk`]s: a crash
+//! ([`Cluster::crash_store`]) loses exactly the writes that were not
+//! synced, and a restart starts the store again from what survived.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+
+use raft::Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tinykv_engine::{Cf, Engine, MemoryDisk, MemoryEngine, WriteBatch};
+use tinykv_proto::metapb::Region;
+use tinykv_proto::raft_cmdpb::{
+    CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request,
+    SnapRequest,
+};
+use tinykv_proto::raft_serverpb::RaftMessage;
+use tinykv_raftstore::bootstrap::{bootstrap_region, bootstrap_store, first_region};
+use tinykv_raftstore::error::response_error;
+use tinykv_raftstore::{CmdResponse, Context, Engines, Store, Token};
+
+use crate::capture;
+use crate::history::{FaultRecord, History, OpKind, OpRecord, OpResult};
+use crate::network::{NetConfig, Network};
+
+/// Virtual microseconds in a millisecond.
+pub const MS: u64 = 1_000;
+/// Virtual microseconds in a second.
+pub const SEC: u64 = 1_000_000;
+
+/// How a simulated cluster is set up.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The seed of everything random.
+    pub seed: u64,
+    /// Number of stores (ids `1..=stores`), each with a peer of the first
+    /// region.
+    pub stores: u64,
+    /// The stores' raftstore config (its seed is derived from `seed`).
+    pub store: tinykv_raftstore::Config,
+    /// The network between stores.
+    pub net: NetConfig,
+    /// How long a client waits for an answer before it tries another
+    /// store.
+    pub request_timeout_us: u64,
+}
+
+impl ClusterConfig {
+    /// `stores` stores, a reliable network, seed `seed`.
+    pub fn new(stores: u64, seed: u64) -> ClusterConfig {
+        ClusterConfig {
+            seed,
+            stores,
+            store: tinykv_raftstore::Config::default(),
+            net: NetConfig::default(),
+            request_timeout_us: 500 * MS,
+        }
+    }
+}
+
+/// Something that happens at a point of virtual time.
+#[derive(Debug)]
+enum Event {
+    /// A store's raft tick; ignored if the store restarted since.
+    Tick { store: u64, incarnation: u64 },
+    /// A raft message reaches a store.
+    Deliver { to: u64, msg: Box<RaftMessage> },
+    /// A client command reaches a store.
+    Command { store: u64, token: Token, req: Box<RaftCmdRequest> },
+    /// An answer reaches its client.
+    Answer { token: Token, resp: Box<CmdResponse> },
+    /// A client gives up waiting for the answer to `token`.
+    Timeout { client: u64, token: Token },
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// One simulated store: its disks survive crashes, the running store does
+/// not.
+struct SimStore {
+    kv_disk: MemoryDisk,
+    raft_disk: MemoryDisk,
+    /// Crashes the store at its next raft engine write when set.
+    crash_armed: Arc<AtomicBool>,
+    store: Option<Store>,
+    /// Bumped at every restart, so the old incarnation's ticks are ignored.
+    incarnation: u64,
+}
+
+/// An operation a client is working on.
+#[derive(Debug)]
+struct Pending {
+    /// Its record in the history.
+    record: usize,
+    /// The attempt in flight.
+    token: Token,
+    /// Attempts so far.
+    attempts: u32,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    /// The store it believes leads the region.
+    leader: Option<u64>,
+    op: Option<Pending>,
+    /// The history record of its last finished operation.
+    last_done: Option<usize>,
+}
+
+/// Collects what a store asks for while it handles one input.
+#[derive(Default)]
+struct Effects {
+    sent: Vec<RaftMessage>,
+    answers: Vec<(Token, CmdResponse)>,
+}
+
+impl Context for Effects {
+    fn send(&mut self, msg: RaftMessage) {
+        self.sent.push(msg);
+    }
+
+    fn respond(&mut self, token: Token, resp: CmdResponse) {
+        self.answers.push((token, resp));
+    }
+}
+
+/// The simulated cluster. See the module docs.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    now: u64,
+    rng: Rng,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    stores: BTreeMap<u64, SimStore>,
+    /// The network between stores (change its cuts and rates at will).
+    pub net: Network,
+    /// The region as the (mock) scheduler knows it.
+    region: Region,
+    next_token: Token,
+    /// The client and store of each attempt in flight.
+    tokens: BTreeMap<Token, (u64, u64)>,
+    clients: BTreeMap<u64, Client>,
+    /// Answers to direct calls ([`Cluster::call`]), by token.
+    direct: BTreeMap<Token, Option<CmdResponse>>,
+    /// Every client operation and injected fault so far.
+    pub history: History,
+    digest: u64,
+    events: u64,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("seed", &self.cfg.seed)
+            .field("now_us", &self.now)
+            .field("stores", &self.stores.keys().collect::<Vec<_>>())
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Bootstraps `cfg.stores` stores with one region (peer id = store id)
+    /// and starts them.
+    pub fn new(cfg: ClusterConfig) -> Cluster {
+        let peers: Vec<(u64, u64)> = (1..=cfg.stores).map(|id| (id, id)).collect();
+        let region = first_region(1, &peers);
+        let mut c = Cluster {
+            rng: Rng::new(cfg.seed, 0x5151),
+            now: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            stores: BTreeMap::new(),
+            net: Network::new(cfg.net.clone()),
+            region,
+            next_token: 1,
+            tokens: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            direct: BTreeMap::new(),
+            history: History::default(),
+            digest: 0xCBF2_9CE4_8422_2325,
+            events: 0,
+            cfg,
+        };
+        for id in 1..=c.cfg.stores {
+            let (kv_disk, raft_disk) = (MemoryDisk::new(), MemoryDisk::new());
+            let crash_armed = Arc::new(AtomicBool::new(false));
+            let engines = engines_on(&kv_disk, &raft_disk, &crash_armed);
+            bootstrap_store(&engines, 1, id).expect("bootstrap store");
+            bootstrap_region(&engines, &c.region).expect("bootstrap region");
+            let s = SimStore { kv_disk, raft_disk, crash_armed, store: None, incarnation: 0 };
+            c.stores.insert(id, s);
+            c.start_store(id);
+        }
+        c
+    }
+
+    // ----- time and events ---------------------------------------------------------
+
+    /// The current virtual time, in microseconds.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The seed of the run.
+    pub fn seed(&self) -> u64 {
+        self.cfg.seed
+    }
+
+    /// A fingerprint of every event handled so far: two runs of one seed
+    /// have the same digest.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Events handled so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// The simulation's RNG (for tests that make random choices).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    fn schedule(&mut self, delay: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at: self.now + delay, seq: self.seq, event }));
+    }
+
+    fn mix(&mut self, words: &[u64]) {
+        for w in words {
+            for b in w.to_le_bytes() {
+                self.digest = (self.digest ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+            }
+        }
+    }
+
+    /// Handles the next event; false if there is none.
+    pub fn step(&mut self) -> bool {
+        let Some(Reverse(Scheduled { at, event, .. })) = self.queue.pop() else { return false };
+        self.now = at;
+        self.events += 1;
+        capture::set_time(at);
+        match event {
+            Event::Tick { store, incarnation } => self.on_tick(store, incarnation),
+            Event::Deliver { to, msg } => self.on_deliver(to, *msg),
+            Event::Command { store, token, req } => self.on_command(store, token, *req),
+            Event::Answer { token, resp } => self.on_answer(token, *resp),
+            Event::Timeout { client, token } => self.on_timeout(client, token),
+        }
+        true
+    }
+
+    /// Runs every event up to virtual time `until`.
+    pub fn run_until(&mut self, until: u64) {
+        while self.queue.peek().is_some_and(|Reverse(s)| s.at <= until) {
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `us` virtual microseconds.
+    pub fn run_for(&mut self, us: u64) {
+        self.run_until(self.now + us);
+    }
+
+    // ----- stores ------------------------------------------------------------------
+
+    fn start_store(&mut self, id: u64) {
+        let mut cfg = self.cfg.store.clone();
+        cfg.seed = self.cfg.seed ^ id.wrapping_mul(0x9E37_79B9) ^ self.now;
+        let s = self.stores.get_mut(&id).expect("store exists");
+        let engines = engines_on(&s.kv_disk, &s.raft_disk, &s.crash_armed);
+        capture::set_node(id);
+        let store = Store::start(cfg, engines)
+            .unwrap_or_else(|e| panic!("store {id} failed to start: {e} (seed {})", self.cfg.seed));
+        capture::set_node(0);
+        s.store = Some(store);
+        s.incarnation += 1;
+        let incarnation = s.incarnation;
+        // A random phase, so the stores' clocks are not in lockstep.
+        let phase = self.rng.next_u64() % (self.cfg.store.raft_base_tick_ms * MS);
+        self.schedule(phase, Event::Tick { store: id, incarnation });
+    }
+
+    /// Crashes store `id`: its in-memory state is gone and its disks lose
+    /// the writes that were not synced: all of them, or (at random) all
+    /// but the oldest few, as if some had reached the disk before the power
+    /// went out. Messages and commands sent to it are lost until
+    /// [`restart_store`](Self::restart_store).
+    pub fn crash_store(&mut self, id: u64) {
+        let keep_kv = self.rng.range(0, 3);
+        let keep_raft = self.rng.range(0, 3);
+        let s = self.stores.get_mut(&id).expect("store exists");
+        if s.store.take().is_some() {
+            let (kv, raft) = (s.kv_disk.unsynced_batches(), s.raft_disk.unsynced_batches());
+            let keep_kv = if keep_kv == 0 { 0 } else { self.rng.range(0, kv + 1) };
+            let keep_raft = if keep_raft == 0 { 0 } else { self.rng.range(0, raft + 1) };
+            let s = self.stores.get_mut(&id).unwrap();
+            s.kv_disk.crash_keeping(keep_kv);
+            s.raft_disk.crash_keeping(keep_raft);
+            self.fault(format!(
+                "store {id} crashed (unsynced batches kept: kv {keep_kv} of {kv}, raft {keep_raft} \
+                 of {raft})"
+            ));
+        }
+    }
+
+    /// Arms a crash of store `id` in the middle of its next raft engine
+    /// write (the write is lost). Messages the store sent before that
+    /// write are delivered; the store then stays down until
+    /// [`restart_store`](Self::restart_store).
+    pub fn crash_at_next_raft_write(&mut self, id: u64) {
+        self.stores[&id].crash_armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Starts a crashed store again from what its disks kept.
+    pub fn restart_store(&mut self, id: u64) {
+        if self.stores[&id].store.is_none() {
+            self.stores[&id].crash_armed.store(false, Ordering::Relaxed);
+            self.fault(format!("store {id} restarted"));
+            self.start_store(id);
+        }
+    }
+
+    /// Whether store `id` is running.
+    pub fn is_up(&self, id: u64) -> bool {
+        self.stores.get(&id).is_some_and(|s| s.store.is_some())
+    }
+
+    /// The running store `id`, to look at.
+    pub fn store(&self, id: u64) -> Option<&Store> {
+        self.stores.get(&id)?.store.as_ref()
+    }
+
+    /// The store ids.
+    pub fn store_ids(&self) -> Vec<u64> {
+        self.stores.keys().copied().collect()
+    }
+
+    /// The kv engine of store `id`, as it is now (also when the store is
+    /// down), to check what it holds.
+    pub fn kv_engine(&self, id: u64) -> Arc<dyn Engine> {
+        Arc::new(self.stores[&id].kv_disk.open())
+    }
+
+    /// Unsynced batches the stores' disks have lost in crashes so far.
+    pub fn lost_batches(&self) -> u64 {
+        self.stores
+            .values()
+            .map(|s| s.kv_disk.stats().lost_batches + s.raft_disk.stats().lost_batches)
+            .sum()
+    }
+
+    /// Records a fault for the report's timeline.
+    pub fn fault(&mut self, what: String) {
+        log::info!("fault at {}us: {what}", self.now);
+        self.history.faults.push(FaultRecord { at_us: self.now, what });
+    }
+
+    /// The store whose peer leads the region in the highest term, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.stores
+            .iter()
+            .filter_map(|(&id, s)| {
+                let peer = s.store.as_ref()?.peer(self.region.id)?;
+                peer.is_leader().then_some((peer.term(), id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    fn with_store(
+        &mut self,
+        id: u64,
+        f: impl FnOnce(&mut Store, &mut Effects) -> tinykv_raftstore::Result<()>,
+    ) {
+        let mut fx = Effects::default();
+        let Some(store) = self.stores.get_mut(&id).and_then(|s| s.store.as_mut()) else { return };
+        capture::set_node(id);
+        let result = f(store, &mut fx);
+        capture::set_node(0);
+        if let Err(e) = result {
+            if !e.to_string().contains(CRASH_MARK) {
+                panic!("store {id} failed: {e} (seed {}, at {}us)", self.cfg.seed, self.now);
+            }
+            // The power went out in the middle of a raft write. What the
+            // store sent before that is on the wire; what it would have
+            // answered is not.
+            fx.answers.clear();
+            let s = self.stores.get_mut(&id).unwrap();
+            s.store = None;
+            s.kv_disk.crash();
+            self.fault(format!("store {id} crashed in the middle of a raft write"));
+        }
+        for msg in fx.sent {
+            self.send(id, msg);
+        }
+        for (token, resp) in fx.answers {
+            let delay = self.net.latency(&mut self.rng);
+            self.schedule(delay, Event::Answer { token, resp: Box::new(resp) });
+        }
+    }
+
+    fn send(&mut self, from: u64, msg: RaftMessage) {
+        let to = msg.to_peer.map_or(0, |p| p.store_id);
+        let delays = self.net.route(from, to, &mut self.rng);
+        for delay in delays {
+            self.schedule(delay, Event::Deliver { to, msg: Box::new(msg.clone()) });
+        }
+    }
+
+    fn on_tick(&mut self, id: u64, incarnation: u64) {
+        if self.stores.get(&id).is_none_or(|s| s.incarnation != incarnation || s.store.is_none()) {
+            return;
+        }
+        self.mix(&[self.now, 1, id]);
+        self.with_store(id, |s, fx| s.on_tick(fx));
+        let interval = self.cfg.store.raft_base_tick_ms * MS;
+        self.schedule(interval, Event::Tick { store: id, incarnation });
+    }
+
+    fn on_deliver(&mut self, to: u64, msg: RaftMessage) {
+        let m = msg.message.as_ref().map_or((0, 0, 0), |m| (m.msg_type as u64, m.term, m.index));
+        let from = msg.from_peer.map_or(0, |p| p.store_id);
+        self.mix(&[self.now, 2, to, from, m.0, m.1, m.2]);
+        if capture::is_on()
+            && self.is_up(to)
+            && let Some(rm) = &msg.message
+        {
+            capture::set_node(to);
+            log::debug!(
+                "recv {:?} from store {from}: term {} log_term {} index {} commit {} entries {}{}",
+                rm.msg_type(),
+                rm.term,
+                rm.log_term,
+                rm.index,
+                rm.commit,
+                rm.entries.len(),
+                if rm.reject { " reject" } else { "" }
+            );
+        }
+        self.with_store(to, |s, fx| s.on_raft_message(msg, fx));
+    }
+
+    fn on_command(&mut self, id: u64, token: Token, req: RaftCmdRequest) {
+        self.mix(&[self.now, 3, id, token]);
+        if capture::is_on() && self.is_up(id) {
+            capture::set_node(id);
+            let kinds: Vec<_> = req.requests.iter().map(|r| r.cmd_type()).collect();
+            log::debug!("command {token}: {kinds:?}");
+        }
+        self.with_store(id, |s, fx| s.on_command(req, token, fx));
+    }
+
+    // ----- clients -----------------------------------------------------------------
+
+    /// Starts operation `kind` for `client` (which must be idle); it runs
+    /// as events are handled. See [`op_done`](Self::op_done).
+    pub fn start_op(&mut self, client: u64, kind: OpKind) {
+        let c = self.clients.entry(client).or_default();
+        assert!(c.op.is_none(), "client {client} already has an operation in flight");
+        self.history.ops.push(OpRecord {
+            client,
+            kind,
+            result: None,
+            call_us: self.now,
+            ret_us: None,
+        });
+        let record = self.history.ops.len() - 1;
+        let c = self.clients.get_mut(&client).unwrap();
+        c.op = Some(Pending { record, token: 0, attempts: 0 });
+        self.attempt(client);
+    }
+
+    /// Whether `client` has no operation in flight.
+    pub fn op_done(&self, client: u64) -> bool {
+        self.clients.get(&client).is_none_or(|c| c.op.is_none())
+    }
+
+    /// The record of `client`'s last finished operation.
+    pub fn last_done(&self, client: u64) -> Option<&OpRecord> {
+        let i = self.clients.get(&client)?.last_done?;
+        self.history.ops.get(i)
+    }
+
+    /// The result of `client`'s last finished operation.
+    pub fn last_result(&self, client: u64) -> Option<OpResult> {
+        self.last_done(client)?.result.clone()
+    }
+
+    /// Abandons `client`'s operation (its outcome stays unknown).
+    pub fn abandon_op(&mut self, client: u64) {
+        if let Some(c) = self.clients.get_mut(&client)
+            && let Some(p) = c.op.take()
+        {
+            self.tokens.remove(&p.token);
+        }
+    }
+
+    /// The store a client tries next: the leader it believes in, else one
+    /// at random.
+    fn pick_store(&mut self, client: u64) -> u64 {
+        if let Some(l) = self.clients[&client].leader {
+            return l;
+        }
+        let ids = self.store_ids();
+        ids[self.rng.range(0, ids.len())]
+    }
+
+    fn attempt(&mut self, client: u64) {
+        let store = self.pick_store(client);
+        let token = self.next_token;
+        self.next_token += 1;
+        self.tokens.insert(token, (client, store));
+        let c = self.clients.get_mut(&client).unwrap();
+        let p = c.op.as_mut().unwrap();
+        p.token = token;
+        p.attempts += 1;
+        let kind = self.history.ops[p.record].kind.clone();
+        let req = self.command(store, &kind);
+        let delay = self.net.latency(&mut self.rng);
+        self.schedule(delay, Event::Command { store, token, req: Box::new(req) });
+        let timeout = self.cfg.request_timeout_us;
+        self.schedule(timeout, Event::Timeout { client, token });
+    }
+
+    /// Sends `req` to store `store` once (no retries) and runs the
+    /// simulation until its answer arrives or `timeout_us` passes (`None`).
+    pub fn call(
+        &mut self,
+        store: u64,
+        req: RaftCmdRequest,
+        timeout_us: u64,
+    ) -> Option<CmdResponse> {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.direct.insert(token, None);
+        let delay = self.net.latency(&mut self.rng);
+        self.schedule(delay, Event::Command { store, token, req: Box::new(req) });
+        let until = self.now + timeout_us;
+        while self.direct[&token].is_none() {
+            if self.queue.peek().is_none_or(|Reverse(s)| s.at > until) {
+                self.run_until(until);
+                break;
+            }
+            self.step();
+        }
+        self.direct.remove(&token).flatten()
+    }
+
+    /// The region as the mock scheduler knows it.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// The command a client sends to `store` for `kind`: a header naming
+    /// the region, the store's peer and the region's epoch, and one request.
+    pub fn command(&self, store: u64, kind: &OpKind) -> RaftCmdRequest {
+        let peer = self.region.peers.iter().find(|p| p.store_id == store).copied();
+        let header = RaftRequestHeader {
+            region_id: self.region.id,
+            peer,
+            region_epoch: self.region.region_epoch,
+            term: 0,
+        };
+        let cf = Cf::Default.name().to_string();
+        let request = match kind {
+            OpKind::Put { key, value } => Request {
+                cmd_type: CmdType::Put as i32,
+                put: Some(PutRequest { cf, key: key.clone(), value: value.clone() }),
+                ..Default::default()
+            },
+            OpKind::Get { key } => Request {
+                cmd_type: CmdType::Get as i32,
+                get: Some(GetRequest { cf, key: key.clone() }),
+                ..Default::default()
+            },
+            OpKind::Delete { key } => Request {
+                cmd_type: CmdType::Delete as i32,
+                delete: Some(DeleteRequest { cf, key: key.clone() }),
+                ..Default::default()
+            },
+            OpKind::Scan { .. } => Request {
+                cmd_type: CmdType::Snap as i32,
+                snap: Some(SnapRequest {}),
+                ..Default::default()
+            },
+        };
+        RaftCmdRequest { header: Some(header), requests: vec![request], admin_request: None }
+    }
+
+    fn current(&self, client: u64, token: Token) -> bool {
+        self.clients.get(&client).and_then(|c| c.op.as_ref()).is_some_and(|p| p.token == token)
+    }
+
+    fn on_timeout(&mut self, client: u64, token: Token) {
+        if !self.current(client, token) {
+            return;
+        }
+        self.mix(&[self.now, 4, client, token]);
+        // A timeout (the attempt is still in flight, unanswered) or the end
+        // of a back-off after an error answer (the attempt is answered).
+        let unanswered = self.tokens.remove(&token).is_some();
+        if unanswered {
+            // The attempt may still take effect, even after a retry of the
+            // same operation has: the store does not deduplicate retries.
+            // So it stays in the history as an operation of unknown
+            // outcome, and the retry is a new operation.
+            let c = self.clients.get_mut(&client).unwrap();
+            let p = c.op.as_mut().unwrap();
+            let kind = self.history.ops[p.record].kind.clone();
+            self.history.ops.push(OpRecord {
+                client,
+                kind,
+                result: None,
+                call_us: self.now,
+                ret_us: None,
+            });
+            p.record = self.history.ops.len() - 1;
+        }
+        // The store may be down or cut off: forget it and try another.
+        self.clients.get_mut(&client).unwrap().leader = None;
+        self.attempt(client);
+    }
+
+    fn on_answer(&mut self, token: Token, resp: CmdResponse) {
+        if let Some(slot) = self.direct.get_mut(&token) {
+            *slot = Some(resp);
+            return;
+        }
+        let Some((client, store)) = self.tokens.remove(&token) else { return };
+        if !self.current(client, token) {
+            return;
+        }
+        self.mix(&[self.now, 5, client, token]);
+        if let Some(err) = response_error(&resp.resp) {
+            let hint = err.not_leader.as_ref().and_then(|nl| nl.leader).map(|p| p.store_id);
+            self.clients.get_mut(&client).unwrap().leader = hint;
+            if hint.is_some() {
+                return self.attempt(client);
+            }
+            // No better idea: wait a little (an election may be on), then
+            // try a random store. The wait ends like a timeout.
+            let backoff = 10 * MS + self.rng.next_u64() % (40 * MS);
+            self.schedule(backoff, Event::Timeout { client, token });
+            return;
+        }
+        let c = self.clients.get_mut(&client).unwrap();
+        c.leader = Some(store);
+        let p = c.op.take().unwrap();
+        c.last_done = Some(p.record);
+        let record = &mut self.history.ops[p.record];
+        record.ret_us = Some(self.now);
+        record.result = Some(read_result(&record.kind, &resp));
+    }
+
+    /// Runs `kind` as `client` until it succeeds (retrying through
+    /// elections and faults), or panics after `deadline_us` of virtual
+    /// time. Returns the result.
+    pub fn run_op(&mut self, client: u64, kind: OpKind, deadline_us: u64) -> OpResult {
+        let what = kind.to_string();
+        self.start_op(client, kind);
+        let until = self.now + deadline_us;
+        while !self.op_done(client) {
+            if self.queue.peek().is_none_or(|Reverse(s)| s.at > until) {
+                panic!(
+                    "{what} did not succeed within {}ms of virtual time (seed {})",
+                    deadline_us / MS,
+                    self.cfg.seed
+                );
+            }
+            self.step();
+        }
+        self.last_result(client).expect("a finished operation has a result")
+    }
+}
+
+/// The engines of a store on its two disks; the raft engine crashes its
+/// disk at its next write when `armed` is set.
+fn engines_on(kv: &MemoryDisk, raft: &MemoryDisk, armed: &Arc<AtomicBool>) -> Engines {
+    let raft = CrashingEngine { inner: raft.open(), armed: armed.clone() };
+    Engines::new(Arc::new(kv.open()), Arc::new(raft))
+}
+
+/// A memory engine that, once armed, crashes its disk in the middle of its
+/// next write: the write is lost and fails.
+#[derive(Debug)]
+struct CrashingEngine {
+    inner: MemoryEngine,
+    armed: Arc<AtomicBool>,
+}
+
+impl Engine for CrashingEngine {
+    fn write(&self, batch: WriteBatch) -> tinykv_engine::Result<()> {
+        if self.armed.swap(false, Ordering::Relaxed) {
+            self.inner.disk().crash();
+            return Err(tinykv_engine::Error::Engine(CRASH_MARK.into()));
+        }
+        self.inner.write(batch)
+    }
+
+    fn snapshot(&self) -> Box<dyn tinykv_engine::Snapshot> {
+        self.inner.snapshot()
+    }
+
+    fn sync(&self) -> tinykv_engine::Result<()> {
+        self.inner.sync()
+    }
+
+    fn get(&self, cf: Cf, key: &[u8]) -> tinykv_engine::Result<Option<Vec<u8>>> {
+        self.inner.get(cf, key)
+    }
+}
+
+/// The error text of a write interrupted by a simulated crash.
+const CRASH_MARK: &str = "simulated power loss during the write";
+
+/// What a successful answer means for `kind`.
+fn read_result(kind: &OpKind, resp: &CmdResponse) -> OpResult {
+    match kind {
+        OpKind::Put { .. } | OpKind::Delete { .. } => OpResult::Done,
+        OpKind::Get { .. } => {
+            let value =
+                resp.resp.responses.first().and_then(|r| r.get.as_ref()).map(|g| g.value.clone());
+            OpResult::Value(value.filter(|v| !v.is_empty()))
+        }
+        OpKind::Scan { start, end } => {
+            let snap = resp.snap.as_ref().unwrap_or_else(|| {
+                panic!(
+                    "the answer to a scan (a Snap command) carries no snapshot: was it meant \
+                     for another command? {:?}",
+                    resp.resp
+                )
+            });
+            let end = (!end.is_empty()).then_some(end.as_slice());
+            let rows = snap
+                .iter(Cf::Default, start, end)
+                .map(|kv| kv.expect("reading a snapshot"))
+                .collect();
+            OpResult::Rows(rows)
+        }
+    }
+}
