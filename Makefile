@@ -21,7 +21,7 @@ LAB_TARGETS = project1 project2 project2a project2aa project2ab project2ac proje
 
 help:
 	@echo "make run                 build and start tinykv-server --standalone on $(DATA) at $(ADDR)"
-	@echo "make test                workspace tests, then 'labs verify' (the handout fails every graded test)"
+	@echo "make test                workspace tests (and the 2b suite on fjall), then 'labs verify'"
 	@echo "make project1 ... project4c   a lab's graded suite (TEST=name SEED=n SEEDS=k)"
 	@echo "make handout STAGE=1 [OUT=dir]   the student repository up to a lab"
 	@echo "make verify [STAGE=lab]  build the handout and check that every graded test fails on the stubs"
@@ -46,6 +46,8 @@ test: test-workspace verify
 test-workspace:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	@echo "lab 2b suite once more, on fjall engines instead of memory disks:"
+	TINYKV_SIM_ENGINE=fjall $(CARGO) test -p tinykv-sim --test project2b
 
 $(LAB_TARGETS):
 	$(LABS) test $(patsubst project%,%,$@) $(LAB_ARGS)
@@ -71,6 +73,7 @@ lint:
 bench:
 	$(CARGO) bench -p raft --bench commit_throughput
 	$(CARGO) bench -p tinykv-storage --bench write_durability
+	$(CARGO) bench -p tinykv-sim --bench sim_speed
 
 clean:
 	$(CARGO) clean

@@ -15,11 +15,14 @@ use tinykv_sim::workload::{self, Workload};
 use tinykv_sim::{Cluster, ClusterConfig, NetConfig, SEC};
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // binary without it, as a one-seed smoke test.
+    let bench = std::env::args().any(|a| a == "--bench");
     let seeds: u64 = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(if bench { 20 } else { 1 });
     println!("{seeds} seeds per workload, one thread");
     println!(
         "{:<34} {:>10} {:>14} {:>12} {:>12}",

@@ -21,8 +21,7 @@ use std::sync::Arc;
 use raft::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tinykv_engine::{Cf, Engine, MemoryDisk, MemoryEngine, WriteBatch};
-use tinykv_proto::metapb::Region;
+use tinykv_engine::{Cf, Engine, FjallConfig, FjallEngine, MemoryDisk, WriteBatch};
 use tinykv_proto::raft_cmdpb::{
     CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request,
     SnapRequest,
@@ -35,11 +34,47 @@ use tinykv_raftstore::{CmdResponse, Context, Engines, Store, Token};
 use crate::capture;
 use crate::history::{FaultRecord, History, OpKind, OpRecord, OpResult};
 use crate::network::{NetConfig, Network};
+use crate::scheduler::MockScheduler;
+
+/// The region a new cluster starts with.
+pub const FIRST_REGION: u64 = 1;
+/// The client id the `must_*` helpers use.
+pub const HARNESS_CLIENT: u64 = 0;
 
 /// Virtual microseconds in a millisecond.
 pub const MS: u64 = 1_000;
 /// Virtual microseconds in a second.
 pub const SEC: u64 = 1_000_000;
+
+/// Which engine the simulated stores keep their data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// [`MemoryDisk`]s: deterministic, and a crash loses exactly the
+    /// unsynced writes (or all but the oldest few).
+    Memory,
+    /// Real fjall databases in a temporary directory. A crash of a store
+    /// drops its in-memory state only (fjall keeps every write, synced or
+    /// not, while the process lives), so the crash tests check less; this
+    /// runs the raftstore on the engine the server uses.
+    Fjall,
+}
+
+impl EngineKind {
+    /// `TINYKV_SIM_ENGINE`: `memory` (the default) or `fjall`.
+    ///
+    /// # Panics
+    ///
+    /// For any other value.
+    pub fn from_env() -> EngineKind {
+        match std::env::var("TINYKV_SIM_ENGINE").as_deref() {
+            Err(_) | Ok("" | "memory") => EngineKind::Memory,
+            Ok("fjall") => EngineKind::Fjall,
+            Ok(other) => {
+                panic!("TINYKV_SIM_ENGINE={other:?}: expected \"memory\" or \"fjall\"")
+            }
+        }
+    }
+}
 
 /// How a simulated cluster is set up.
 #[derive(Debug, Clone)]
@@ -56,6 +91,8 @@ pub struct ClusterConfig {
     /// How long a client waits for an answer before it tries another
     /// store.
     pub request_timeout_us: u64,
+    /// Where the stores keep their data.
+    pub engine: EngineKind,
 }
 
 impl ClusterConfig {
@@ -67,6 +104,7 @@ impl ClusterConfig {
             store: tinykv_raftstore::Config::default(),
             net: NetConfig::default(),
             request_timeout_us: 500 * MS,
+            engine: EngineKind::from_env(),
         }
     }
 }
@@ -114,6 +152,9 @@ impl Ord for Scheduled {
 struct SimStore {
     kv_disk: MemoryDisk,
     raft_disk: MemoryDisk,
+    /// With [`EngineKind::Fjall`], the store's engines (kept open across
+    /// crashes); `None` with memory disks.
+    fjall: Option<(Arc<dyn Engine>, Arc<dyn Engine>)>,
     /// Crashes the store at its next raft engine write when set.
     crash_armed: Arc<AtomicBool>,
     store: Option<Store>,
@@ -168,8 +209,8 @@ pub struct Cluster {
     stores: BTreeMap<u64, SimStore>,
     /// The network between stores (change its cuts and rates at will).
     pub net: Network,
-    /// The region as the (mock) scheduler knows it.
-    region: Region,
+    /// What the cluster knows about its regions.
+    pub scheduler: MockScheduler,
     next_token: Token,
     /// The client and store of each attempt in flight.
     tokens: BTreeMap<Token, (u64, u64)>,
@@ -178,6 +219,8 @@ pub struct Cluster {
     direct: BTreeMap<Token, Option<CmdResponse>>,
     /// Every client operation and injected fault so far.
     pub history: History,
+    /// The fjall databases' directory (with [`EngineKind::Fjall`]).
+    _dir: Option<tempfile::TempDir>,
     digest: u64,
     events: u64,
 }
@@ -198,20 +241,22 @@ impl Cluster {
     /// and starts them.
     pub fn new(cfg: ClusterConfig) -> Cluster {
         let peers: Vec<(u64, u64)> = (1..=cfg.stores).map(|id| (id, id)).collect();
-        let region = first_region(1, &peers);
+        let region = first_region(FIRST_REGION, &peers);
         let mut c = Cluster {
+            scheduler: MockScheduler::new([region.clone()]),
             rng: Rng::new(cfg.seed, 0x5151),
             now: 0,
             queue: BinaryHeap::new(),
             seq: 0,
             stores: BTreeMap::new(),
             net: Network::new(cfg.net.clone()),
-            region,
             next_token: 1,
             tokens: BTreeMap::new(),
             clients: BTreeMap::new(),
             direct: BTreeMap::new(),
             history: History::default(),
+            _dir: (cfg.engine == EngineKind::Fjall)
+                .then(|| tempfile::tempdir().expect("a temporary directory for fjall")),
             digest: 0xCBF2_9CE4_8422_2325,
             events: 0,
             cfg,
@@ -219,10 +264,18 @@ impl Cluster {
         for id in 1..=c.cfg.stores {
             let (kv_disk, raft_disk) = (MemoryDisk::new(), MemoryDisk::new());
             let crash_armed = Arc::new(AtomicBool::new(false));
-            let engines = engines_on(&kv_disk, &raft_disk, &crash_armed);
+            let fjall = c._dir.as_ref().map(|dir| {
+                let open = |name: &str| -> Arc<dyn Engine> {
+                    let path = dir.path().join(format!("store{id}-{name}"));
+                    Arc::new(FjallEngine::open(path, FjallConfig::for_tests()).expect("open fjall"))
+                };
+                (open("kv"), open("raft"))
+            });
+            let s =
+                SimStore { kv_disk, raft_disk, fjall, crash_armed, store: None, incarnation: 0 };
+            let engines = s.engines();
             bootstrap_store(&engines, 1, id).expect("bootstrap store");
-            bootstrap_region(&engines, &c.region).expect("bootstrap region");
-            let s = SimStore { kv_disk, raft_disk, crash_armed, store: None, incarnation: 0 };
+            bootstrap_region(&engines, &region).expect("bootstrap region");
             c.stores.insert(id, s);
             c.start_store(id);
         }
@@ -305,7 +358,7 @@ impl Cluster {
         let mut cfg = self.cfg.store.clone();
         cfg.seed = self.cfg.seed ^ id.wrapping_mul(0x9E37_79B9) ^ self.now;
         let s = self.stores.get_mut(&id).expect("store exists");
-        let engines = engines_on(&s.kv_disk, &s.raft_disk, &s.crash_armed);
+        let engines = s.engines();
         capture::set_node(id);
         let store = Store::start(cfg, engines)
             .unwrap_or_else(|e| panic!("store {id} failed to start: {e} (seed {})", self.cfg.seed));
@@ -332,6 +385,7 @@ impl Cluster {
             let keep_kv = if keep_kv == 0 { 0 } else { self.rng.range(0, kv + 1) };
             let keep_raft = if keep_raft == 0 { 0 } else { self.rng.range(0, raft + 1) };
             let s = self.stores.get_mut(&id).unwrap();
+            // (With fjall, the disks are unused and this does nothing.)
             s.kv_disk.crash_keeping(keep_kv);
             s.raft_disk.crash_keeping(keep_raft);
             self.fault(format!(
@@ -376,7 +430,11 @@ impl Cluster {
     /// The kv engine of store `id`, as it is now (also when the store is
     /// down), to check what it holds.
     pub fn kv_engine(&self, id: u64) -> Arc<dyn Engine> {
-        Arc::new(self.stores[&id].kv_disk.open())
+        let s = &self.stores[&id];
+        match &s.fjall {
+            Some((kv, _)) => kv.clone(),
+            None => Arc::new(s.kv_disk.open()),
+        }
     }
 
     /// Unsynced batches the stores' disks have lost in crashes so far.
@@ -393,12 +451,18 @@ impl Cluster {
         self.history.faults.push(FaultRecord { at_us: self.now, what });
     }
 
-    /// The store whose peer leads the region in the highest term, if any.
+    /// The store whose peer leads the first region in the highest term.
     pub fn leader(&self) -> Option<u64> {
+        self.leader_of(FIRST_REGION)
+    }
+
+    /// The store whose peer leads region `region_id` in the highest term,
+    /// if any.
+    pub fn leader_of(&self, region_id: u64) -> Option<u64> {
         self.stores
             .iter()
             .filter_map(|(&id, s)| {
-                let peer = s.store.as_ref()?.peer(self.region.id)?;
+                let peer = s.store.as_ref()?.peer(region_id)?;
                 peer.is_leader().then_some((peer.term(), id))
             })
             .max()
@@ -584,19 +648,26 @@ impl Cluster {
         self.direct.remove(&token).flatten()
     }
 
-    /// The region as the mock scheduler knows it.
-    pub fn region(&self) -> &Region {
-        &self.region
-    }
-
     /// The command a client sends to `store` for `kind`: a header naming
     /// the region, the store's peer and the region's epoch, and one request.
+    ///
+    /// # Panics
+    ///
+    /// If no region holds the operation's key.
     pub fn command(&self, store: u64, kind: &OpKind) -> RaftCmdRequest {
-        let peer = self.region.peers.iter().find(|p| p.store_id == store).copied();
+        let key = match kind {
+            OpKind::Put { key, .. } | OpKind::Get { key } | OpKind::Delete { key } => key,
+            OpKind::Scan { start, .. } => start,
+        };
+        let region = self
+            .scheduler
+            .region_by_key(key)
+            .unwrap_or_else(|| panic!("no region holds key {key:?}"));
+        let peer = region.peers.iter().find(|p| p.store_id == store).copied();
         let header = RaftRequestHeader {
-            region_id: self.region.id,
+            region_id: region.id,
             peer,
-            region_epoch: self.region.region_epoch,
+            region_epoch: region.region_epoch,
             term: 0,
         };
         let cf = Cf::Default.name().to_string();
@@ -709,27 +780,74 @@ impl Cluster {
         }
         self.last_result(client).expect("a finished operation has a result")
     }
+
+    // ----- the TinyKV-style harness calls ------------------------------------
+
+    fn must(&mut self, kind: OpKind) -> OpResult {
+        self.run_op(HARNESS_CLIENT, kind, 20 * SEC)
+    }
+
+    /// Puts `key` = `value` through the cluster, retrying until it
+    /// succeeds (panics, naming the seed, after 20 s of virtual time).
+    pub fn must_put(&mut self, key: &[u8], value: &[u8]) {
+        self.must(OpKind::Put { key: key.to_vec(), value: value.to_vec() });
+    }
+
+    /// Reads `key` through the cluster (linearizable: through the log).
+    pub fn must_get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.must(OpKind::Get { key: key.to_vec() }) {
+            OpResult::Value(v) => v,
+            other => panic!("a get answered {other:?}"),
+        }
+    }
+
+    /// Deletes `key` through the cluster.
+    pub fn must_delete(&mut self, key: &[u8]) {
+        self.must(OpKind::Delete { key: key.to_vec() });
+    }
+
+    /// The pairs with keys in `[start, end)` (an empty end is unbounded).
+    pub fn scan(&mut self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match self.must(OpKind::Scan { start: start.to_vec(), end: end.to_vec() }) {
+            OpResult::Rows(rows) => rows,
+            other => panic!("a scan answered {other:?}"),
+        }
+    }
 }
 
-/// The engines of a store on its two disks; the raft engine crashes its
-/// disk at its next write when `armed` is set.
-fn engines_on(kv: &MemoryDisk, raft: &MemoryDisk, armed: &Arc<AtomicBool>) -> Engines {
-    let raft = CrashingEngine { inner: raft.open(), armed: armed.clone() };
-    Engines::new(Arc::new(kv.open()), Arc::new(raft))
+impl SimStore {
+    /// The store's engines (new handles on its memory disks, or its fjall
+    /// databases); the raft engine crashes at its next write when armed.
+    fn engines(&self) -> Engines {
+        let (kv, raft, disk): (Arc<dyn Engine>, Arc<dyn Engine>, _) = match &self.fjall {
+            Some((kv, raft)) => (kv.clone(), raft.clone(), None),
+            None => (
+                Arc::new(self.kv_disk.open()),
+                Arc::new(self.raft_disk.open()),
+                Some(self.raft_disk.clone()),
+            ),
+        };
+        let raft = CrashingEngine { inner: raft, disk, armed: self.crash_armed.clone() };
+        Engines::new(kv, Arc::new(raft))
+    }
 }
 
-/// A memory engine that, once armed, crashes its disk in the middle of its
-/// next write: the write is lost and fails.
+/// An engine that, once armed, fails its next write as if the power went
+/// out in the middle of it: the write is lost (and a memory disk loses its
+/// unsynced writes too).
 #[derive(Debug)]
 struct CrashingEngine {
-    inner: MemoryEngine,
+    inner: Arc<dyn Engine>,
+    disk: Option<MemoryDisk>,
     armed: Arc<AtomicBool>,
 }
 
 impl Engine for CrashingEngine {
     fn write(&self, batch: WriteBatch) -> tinykv_engine::Result<()> {
         if self.armed.swap(false, Ordering::Relaxed) {
-            self.inner.disk().crash();
+            if let Some(disk) = &self.disk {
+                disk.crash();
+            }
             return Err(tinykv_engine::Error::Engine(CRASH_MARK.into()));
         }
         self.inner.write(batch)

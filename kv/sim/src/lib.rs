@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`cluster`] | stores, network, clients and virtual time in one thread |
 //! | [`network`] | latency, drops, duplicates, partitions |
+//! | [`scheduler`] | the mock scheduler: region lookup by key |
 //! | [`history`] | what clients did and saw |
 //! | [`linearizability`] | the linearizability checker |
 //! | [`workload`] | the generic workload (clients × faults × restarts) and its checks |
@@ -18,9 +19,13 @@ pub mod history;
 pub mod linearizability;
 pub mod network;
 pub mod report;
+pub mod scheduler;
 pub mod suite;
 pub mod workload;
 
-pub use crate::cluster::{Cluster, ClusterConfig, MS, SEC};
+pub use crate::cluster::{
+    Cluster, ClusterConfig, EngineKind, FIRST_REGION, HARNESS_CLIENT, MS, SEC,
+};
 pub use crate::history::{History, OpKind, OpRecord, OpResult};
 pub use crate::network::{NetConfig, Network};
+pub use crate::scheduler::MockScheduler;

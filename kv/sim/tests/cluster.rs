@@ -83,3 +83,18 @@ fn generic_workloads_pass_on_the_reference() {
         );
     }
 }
+
+#[test]
+fn harness_calls_put_get_delete_scan() {
+    let mut c = Cluster::new(ClusterConfig::new(5, 9));
+    c.must_put(b"a", b"1");
+    c.must_put(b"b", b"2");
+    c.must_put(b"c", b"3");
+    assert_eq!(c.must_get(b"b"), Some(b"2".to_vec()));
+    c.must_delete(b"b");
+    assert_eq!(c.must_get(b"b"), None);
+    assert_eq!(c.scan(b"a", b"c"), vec![(b"a".to_vec(), b"1".to_vec())]);
+    assert_eq!(c.scan(b"", b"").len(), 2);
+    assert_eq!(c.scheduler.region_by_key(b"zz").map(|r| r.id), Some(tinykv_sim::FIRST_REGION));
+    assert_eq!(c.leader(), c.leader_of(tinykv_sim::FIRST_REGION));
+}
