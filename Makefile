@@ -47,7 +47,7 @@ test-workspace:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	@echo "lab 2b suite once more, on fjall engines instead of memory disks:"
-	TINYKV_SIM_ENGINE=fjall $(CARGO) test -p tinykv-sim --test project2b
+	TINYKV_SIM_ENGINE=fjall $(CARGO) test --workspace --test project2b
 
 $(LAB_TARGETS):
 	$(LABS) test $(patsubst project%,%,$@) $(LAB_ARGS)
