@@ -14,7 +14,7 @@ use tinykv_proto::raft_cmdpb::{RaftCmdResponse, RaftResponseHeader};
 pub enum Error {
     /// This peer is not the leader of the region; `leader` is the leader it
     /// knows of, if any.
-    #[error("peer is not the leader of region {region_id} (leader: {leader:?})")]
+    #[error("not the leader of region {region_id}; {}", leader_hint(leader))]
     NotLeader { region_id: u64, leader: Option<Peer> },
     /// The request was sent to the wrong store.
     #[error("store not match: the request is for store {request}, this is store {actual}")]
@@ -51,6 +51,13 @@ pub enum Error {
 impl From<tinykv_engine::Error> for Error {
     fn from(e: tinykv_engine::Error) -> Error {
         Error::Engine(e.to_string())
+    }
+}
+
+fn leader_hint(leader: &Option<Peer>) -> String {
+    match leader {
+        Some(p) => format!("the leader is peer {} on store {}", p.id, p.store_id),
+        None => "no leader is known (an election may be on)".into(),
     }
 }
 

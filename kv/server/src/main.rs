@@ -8,24 +8,49 @@
 //! engine under `--data-dir` and serves the raw API. It stops cleanly on
 //! SIGINT (Ctrl-C) or SIGTERM: it finishes the calls in flight, syncs the
 //! engine and exits.
+//!
+//! With `--store-id` and `--cluster` (lab 2b) it is one store of a static
+//! cluster: every store is listed with its address, a fresh data directory
+//! is bootstrapped with one region that has a peer on each, and raft
+//! messages travel between the stores over gRPC. The raw API then goes
+//! through raft on the leader's store; other stores answer with a
+//! "not the leader" error naming it.
+//!
+//! ```text
+//! tinykv-server --store-id 1 --cluster 1=127.0.0.1:20161,2=127.0.0.1:20162,3=127.0.0.1:20163 \
+//!     --data-dir ./data1 --addr 127.0.0.1:20161
+//! ```
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
-use tinykv_server::{Server, serve};
+use tinykv_engine::FjallConfig;
+use tinykv_server::node::{Node, NodeConfig};
+use tinykv_server::raft_storage::RaftStorage;
+use tinykv_server::{Server, TinyKvService, serve, serve_service};
 use tinykv_storage::{StandaloneConfig, StandaloneStorage};
 
 /// One TinyKV store.
 #[derive(Debug, Parser)]
 #[command(name = "tinykv-server", version, about)]
 struct Args {
-    /// Serve the lab 1 standalone storage (no raft, no scheduler). Required
-    /// for now: cluster mode arrives with lab 2b.
-    #[arg(long)]
+    /// Serve the lab 1 standalone storage (no raft, no scheduler).
+    #[arg(long, conflicts_with_all = ["store_id", "cluster"])]
     standalone: bool,
+
+    /// This store's id in a static cluster (with `--cluster`).
+    #[arg(long, requires = "cluster")]
+    store_id: Option<u64>,
+
+    /// Every store of a static cluster: `ID=HOST:PORT,ID=HOST:PORT,...`
+    /// (with `--store-id`).
+    #[arg(long, requires = "store_id", value_parser = parse_cluster)]
+    cluster: Option<BTreeMap<u64, String>>,
 
     /// The directory that holds the data; created if missing.
     #[arg(long, default_value = "./data")]
@@ -47,14 +72,18 @@ fn main() -> ExitCode {
     )
     .init();
     let args = Args::parse();
-    if !args.standalone {
-        eprintln!(
-            "error: cluster mode is not built yet (it arrives with lab 2b); \
-             start the server with --standalone"
-        );
-        return ExitCode::from(2);
-    }
-    match run(args) {
+    let result = match (&args.store_id, &args.cluster) {
+        (Some(id), Some(cluster)) => run_store(*id, cluster.clone(), &args),
+        _ if args.standalone => run(args),
+        _ => {
+            eprintln!(
+                "error: say how to run: --standalone (lab 1), or --store-id N --cluster \
+                 1=HOST:PORT,2=HOST:PORT,... (one store of a replicated cluster)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
@@ -88,6 +117,72 @@ fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("gRPC server failed: {e}"))
     })?;
+    log::info!("tinykv-server stopped cleanly");
+    Ok(())
+}
+
+/// `1=127.0.0.1:20161,2=...` as a map from store id to address.
+fn parse_cluster(s: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut stores = BTreeMap::new();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let (id, addr) =
+            item.split_once('=').ok_or_else(|| format!("{item:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id.trim().parse().map_err(|_| format!("{id:?} is not a store id"))?;
+        if id == 0 || stores.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("store id {id} is zero or listed twice"));
+        }
+    }
+    if stores.is_empty() {
+        return Err("no stores listed".into());
+    }
+    Ok(stores)
+}
+
+/// Runs one store of a static cluster until SIGINT or SIGTERM.
+fn run_store(store_id: u64, cluster: BTreeMap<u64, String>, args: &Args) -> Result<(), String> {
+    if !cluster.contains_key(&store_id) {
+        return Err(format!("--cluster does not list store {store_id}"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let cfg = NodeConfig {
+        store_id,
+        data_dir: args.data_dir.clone(),
+        stores: cluster,
+        raft: tinykv_raftstore::Config { seed: store_id, ..Default::default() },
+        fjall: FjallConfig::default(),
+    };
+    let node = Node::start(&cfg, runtime.handle())?;
+    let storage = RaftStorage::new(node.handle(), Duration::from_secs(5));
+    let service = TinyKvService::new(Server::new(Arc::new(storage))).with_node(node.handle());
+    let served: Result<(), String> = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        log::info!(
+            "tinykv-server listening on {addr} (store {store_id} of {} stores, data dir {})",
+            cfg.stores.len(),
+            args.data_dir.display()
+        );
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = serve_service(listener, service, async {
+            let _ = stopped_rx.await;
+        });
+        tokio::pin!(serve);
+        tokio::select! {
+            r = &mut serve => return r.map_err(|e| format!("gRPC server failed: {e}")),
+            () = shutdown_signal() => {}
+        }
+        // Stop the store thread first: its raft streams then end, and the
+        // gRPC server can finish the calls in flight.
+        tokio::task::block_in_place(|| node.stop());
+        let _ = stopped_tx.send(());
+        serve.await.map_err(|e| format!("gRPC server failed: {e}"))
+    });
+    served?;
     log::info!("tinykv-server stopped cleanly");
     Ok(())
 }

@@ -24,9 +24,13 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(data_dir: &Path) -> ServerProcess {
+        let dir = data_dir.to_str().expect("a UTF-8 path");
+        ServerProcess::start_with(&["--standalone", "--addr", "127.0.0.1:0", "--data-dir", dir])
+    }
+
+    fn start_with(args: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tinykv-server"))
-            .args(["--standalone", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -173,4 +177,89 @@ fn bad_requests_get_errors_and_the_server_keeps_serving() {
         let scan = RawScanRequest { limit: 100, cf: "default".into(), ..Default::default() };
         assert_eq!(c.raw_scan(scan).await.expect("RawScan").into_inner().kvs.len(), 1);
     });
+}
+
+/// Three `tinykv-server` processes form a static cluster; one is killed
+/// with SIGKILL and restarted, another is then killed, and every
+/// acknowledged write is still there.
+#[test]
+fn three_store_processes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        .collect();
+    let cluster =
+        (1..=3).map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1])).collect::<Vec<_>>().join(",");
+    let start = |i: usize| {
+        let data = dir.path().join(format!("store{i}"));
+        let addr = format!("127.0.0.1:{}", ports[i - 1]);
+        let id = i.to_string();
+        ServerProcess::start_with(&[
+            "--store-id",
+            &id,
+            "--cluster",
+            &cluster,
+            "--addr",
+            &addr,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+    };
+    let mut stores: Vec<Option<ServerProcess>> = (1..=3).map(|i| Some(start(i))).collect();
+    let rt = runtime();
+    // Puts through whichever store leads, retrying for 20 s.
+    let put_any = |stores: &[Option<ServerProcess>], key: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            for s in stores.iter().flatten() {
+                let ok = rt.block_on(async {
+                    let Ok(mut c) = TinyKvClient::connect(format!("http://{}", s.addr)).await
+                    else {
+                        return false;
+                    };
+                    let r = c.raw_put(put(key.as_bytes(), b"v", "default")).await;
+                    r.is_ok_and(|r| r.get_ref().error.is_empty())
+                });
+                if ok {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "put {key} failed for 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let get_any = |stores: &[Option<ServerProcess>], key: &str| -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            for s in stores.iter().flatten() {
+                let found = rt.block_on(async {
+                    let mut c = TinyKvClient::connect(format!("http://{}", s.addr)).await.ok()?;
+                    let req = RawGetRequest {
+                        key: key.as_bytes().to_vec(),
+                        cf: "default".into(),
+                        ..Default::default()
+                    };
+                    let r = c.raw_get(req).await.ok()?.into_inner();
+                    r.error.is_empty().then_some(!r.not_found)
+                });
+                if let Some(found) = found {
+                    return found;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "get {key} failed for 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    for i in 0..20 {
+        put_any(&stores, &format!("k{i:02}"));
+    }
+    stores[0].take().unwrap().kill();
+    for i in 20..40 {
+        put_any(&stores, &format!("k{i:02}"));
+    }
+    stores[0] = Some(start(1));
+    stores[1].take().unwrap().kill();
+    for i in 0..40 {
+        assert!(get_any(&stores, &format!("k{i:02}")), "k{i:02} was acknowledged, then lost");
+    }
 }
