@@ -559,6 +559,14 @@ impl Cluster {
     pub fn start_op(&mut self, client: u64, kind: OpKind) {
         let c = self.clients.entry(client).or_default();
         assert!(c.op.is_none(), "client {client} already has an operation in flight");
+        let record = self.new_record(client, kind);
+        let c = self.clients.get_mut(&client).unwrap();
+        c.op = Some(Pending { record, token: 0, attempts: 0 });
+        self.attempt(client);
+    }
+
+    /// A new history record for `client`'s `kind`, called now, unanswered.
+    fn new_record(&mut self, client: u64, kind: OpKind) -> usize {
         self.history.ops.push(OpRecord {
             client,
             kind,
@@ -566,10 +574,7 @@ impl Cluster {
             call_us: self.now,
             ret_us: None,
         });
-        let record = self.history.ops.len() - 1;
-        let c = self.clients.get_mut(&client).unwrap();
-        c.op = Some(Pending { record, token: 0, attempts: 0 });
-        self.attempt(client);
+        self.history.ops.len() - 1
     }
 
     /// Whether `client` has no operation in flight.
@@ -713,17 +718,9 @@ impl Cluster {
             // same operation has: the store does not deduplicate retries.
             // So it stays in the history as an operation of unknown
             // outcome, and the retry is a new operation.
-            let c = self.clients.get_mut(&client).unwrap();
-            let p = c.op.as_mut().unwrap();
-            let kind = self.history.ops[p.record].kind.clone();
-            self.history.ops.push(OpRecord {
-                client,
-                kind,
-                result: None,
-                call_us: self.now,
-                ret_us: None,
-            });
-            p.record = self.history.ops.len() - 1;
+            let old = self.clients[&client].op.as_ref().unwrap().record;
+            let record = self.new_record(client, self.history.ops[old].kind.clone());
+            self.clients.get_mut(&client).unwrap().op.as_mut().unwrap().record = record;
         }
         // The store may be down or cut off: forget it and try another.
         self.clients.get_mut(&client).unwrap().leader = None;
