@@ -11,6 +11,8 @@ ADDR  ?= 127.0.0.1:20160
 DATA  ?= ./data
 STAGE ?=
 OUT   ?= target/handout/$(or $(STAGE),1)
+# Where cargo puts binaries (honours CARGO_TARGET_DIR).
+BIN    = $(or $(CARGO_TARGET_DIR),target)/debug
 
 LAB_ARGS = $(if $(TEST),--test $(TEST)) $(if $(SEED),--seed $(SEED)) $(if $(SEEDS),--seeds $(SEEDS))
 
@@ -34,12 +36,12 @@ run: build
 	@echo
 	@echo "Starting tinykv-server (standalone) with data in $(DATA), listening on $(ADDR)."
 	@echo "Stop it with Ctrl-C. In another terminal, talk to it with tinykv-ctl:"
-	@echo "  target/debug/tinykv-ctl --addr $(ADDR) raw put hello world"
-	@echo "  target/debug/tinykv-ctl --addr $(ADDR) raw get hello"
-	@echo "  target/debug/tinykv-ctl --addr $(ADDR) raw scan --limit 10"
-	@echo "  target/debug/tinykv-ctl --addr $(ADDR) raw delete hello"
+	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) raw put hello world"
+	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) raw get hello"
+	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) raw scan --limit 10"
+	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) raw delete hello"
 	@echo
-	target/debug/tinykv-server --standalone --data-dir $(DATA) --addr $(ADDR)
+	$(BIN)/tinykv-server --standalone --data-dir $(DATA) --addr $(ADDR)
 
 test: test-workspace verify
 
