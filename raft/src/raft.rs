@@ -917,7 +917,11 @@ impl<T: Storage> Raft<T> {
                 log::debug!("{} snapshot for {to} not ready yet", self.raft_log.tag);
                 return;
             }
-            Err(e) => panic!("{} snapshot for {to}: {e}", self.raft_log.tag),
+            Err(e) => {
+                // The storage gave up for now; a later attempt asks again.
+                log::error!("{} has no snapshot for {to}: {e}", self.raft_log.tag);
+                return;
+            }
         };
         let (index, _) = snapshot_index_term(&snapshot);
         if index == 0 {

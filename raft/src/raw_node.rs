@@ -52,6 +52,8 @@ pub struct Ready {
     /// (index 0) if there is none.
     pub snapshot: Snapshot,
     /// The committed entries to apply to the state machine, in order.
+    /// Empty when there is a snapshot: the entries after it come in the
+    /// next `Ready`, once the snapshot is applied.
     pub committed_entries: Vec<Entry>,
     /// The messages to send once everything above is persisted.
     pub messages: Vec<Message>,
@@ -175,7 +177,8 @@ impl<T: Storage> RawNode<T> {
             || raft.hard_state() != self.prev_hard_state
             || !raft.raft_log.unstable_entries().is_empty()
             || raft.raft_log.pending_snapshot.is_some()
-            || raft.raft_log.has_next_committed_entries()
+            || (raft.raft_log.pending_snapshot.is_none()
+                && raft.raft_log.has_next_committed_entries())
             || !raft.msgs.is_empty()
         // SOLUTION STUB
         // todo!("lab 2ac: RawNode::has_ready (raft/src/raw_node.rs)")
@@ -194,7 +197,13 @@ impl<T: Storage> RawNode<T> {
             hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
             entries: raft_log.unstable_entries().to_vec(),
             snapshot: raft_log.pending_snapshot.clone().unwrap_or_default(),
-            committed_entries: raft_log.next_committed_entries(),
+            // Entries after a pending snapshot wait for the next Ready:
+            // the snapshot's data must be in place before they apply.
+            committed_entries: if raft_log.pending_snapshot.is_some() {
+                Vec::new()
+            } else {
+                raft_log.next_committed_entries()
+            },
             messages: std::mem::take(&mut self.raft.msgs),
         };
         self.prev_soft_state = soft_state;

@@ -426,6 +426,45 @@ fn pending_snapshot_exposed_in_ready_2c() {
     harness::expect_eq(meta(&rd.snapshot), (0, 0), "Ready::snapshot once stored (none)", SNAP);
 }
 
+/// Entries committed after a snapshot that is still pending wait for the
+/// next `Ready`: the application must have the snapshot's data in place
+/// before it applies them (else they are written under data the snapshot
+/// then replaces).
+#[test]
+fn ready_holds_back_entries_after_a_pending_snapshot_2c() {
+    let store = MemoryStorage::new_with_conf_state(vec![1, 2, 3]);
+    let mut node = RawNode::new(&harness::config(2), store.clone()).expect("RawNode::new");
+    node.step(snap_msg(1, 2, 2, snap(10, 2, &[1, 2, 3]))).expect("step MsgSnapshot");
+    let mut app = harness::msg(1, 2, MessageType::MsgAppend, 2);
+    app.index = 10;
+    app.log_term = 2;
+    app.entries = vec![ent(11, 2), ent(12, 2)];
+    app.commit = 12;
+    node.step(app).expect("step MsgAppend after the snapshot");
+    let rd = node.ready();
+    harness::expect_eq(meta(&rd.snapshot), (10, 2), "Ready::snapshot (index, term)", SNAP);
+    harness::expect_eq(
+        rd.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![],
+        "Ready::committed_entries while the snapshot is pending (they wait for the next Ready)",
+        SNAP,
+    );
+    store.apply_snapshot(rd.snapshot.clone()).expect("apply_snapshot");
+    if let Some(hs) = rd.hard_state {
+        store.set_hard_state(hs);
+    }
+    store.append(&rd.entries).expect("append");
+    node.advance(rd);
+    assert!(node.has_ready(), "has_ready once the snapshot is stored: entries 11 and 12 wait");
+    let rd = node.ready();
+    harness::expect_eq(
+        rd.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![11, 12],
+        "Ready::committed_entries once the snapshot is stored",
+        SNAP,
+    );
+}
+
 // ----- restart and catch-up -----------------------------------------------------
 
 /// A node restarted over a storage holding an applied snapshot plus later

@@ -10,6 +10,13 @@ pub struct Config {
     pub raft_election_timeout_ticks: usize,
     /// Ticks between two heartbeats of a leader.
     pub raft_heartbeat_ticks: usize,
+    /// Ticks between two log GC checks of a leader (lab 2c).
+    pub raft_log_gc_tick_interval: usize,
+    /// A leader compacts its log once the applied index is this many
+    /// entries past the first index (lab 2c).
+    pub raft_log_gc_count_limit: u64,
+    /// Ticks between two sweeps of stale snapshot files.
+    pub snap_gc_tick_interval: usize,
     /// Seed of the peers' raft randomness (mixed with each peer id).
     pub seed: u64,
 }
@@ -20,6 +27,9 @@ impl Default for Config {
             raft_base_tick_ms: 10,
             raft_election_timeout_ticks: 10,
             raft_heartbeat_ticks: 2,
+            raft_log_gc_tick_interval: 10,
+            raft_log_gc_count_limit: 1000,
+            snap_gc_tick_interval: 100,
             seed: 0,
         }
     }

@@ -6,7 +6,9 @@
 //!
 //! - raft messages to other stores ([`Context::send`]);
 //! - answers to client commands ([`Context::respond`]), matched to the
-//!   command by the [`Token`] the driver gave when it handed the command in.
+//!   command by the [`Token`] the driver gave when it handed the command in;
+//! - background work ([`Context::schedule`]): building and applying
+//!   snapshots, deleting compacted log entries (see [`crate::worker`]).
 //!
 //! Two drivers implement it: the simulator (`tinykv-sim`: a simulated
 //! network, virtual time) and the server (real threads and gRPC). Both run
@@ -17,6 +19,8 @@ use std::fmt;
 use tinykv_engine::Snapshot;
 use tinykv_proto::raft_cmdpb::RaftCmdResponse;
 use tinykv_proto::raft_serverpb::RaftMessage;
+
+use crate::worker::Task;
 
 /// Identifies a client command, chosen by the driver; the answer comes back
 /// with the same token.
@@ -57,4 +61,9 @@ pub trait Context {
     /// answered at most once; a command whose peer crashes is never
     /// answered (the client times out).
     fn respond(&mut self, token: Token, resp: CmdResponse);
+
+    /// Runs `task` in the background; its result comes back through
+    /// `Store::on_task_result`. A task of a store that crashes is lost
+    /// (the store recovers from its engines on restart).
+    fn schedule(&mut self, task: Task);
 }

@@ -11,7 +11,9 @@
 //! | [`peer`] | a replica: proposing a command and its checks | 2b |
 //! | [`ready`] | handling a `Ready`: persist, send, apply, advance | 2b |
 //! | [`apply`] | applying committed entries, answering proposals | 2b |
-//! | [`peer_storage`] | raft's storage over the two engines | 2b |
+//! | [`peer_storage`] | raft's storage over the two engines; applying a snapshot | 2b, 2c |
+//! | [`gc`] | log GC: the `CompactLog` command | 2c |
+//! | [`snap`], [`worker`] | snapshot files; background tasks | given |
 //! | [`bootstrap`], [`engines`], [`context`], [`config`], [`error`] | given | |
 #![forbid(unsafe_code)]
 
@@ -21,10 +23,13 @@ pub mod config;
 pub mod context;
 pub mod engines;
 pub mod error;
+pub mod gc;
 pub mod peer;
 pub mod peer_storage;
 pub mod ready;
+pub mod snap;
 pub mod store;
+pub mod worker;
 
 pub use crate::config::Config;
 pub use crate::context::{CmdResponse, Context, Token};
@@ -32,4 +37,6 @@ pub use crate::engines::Engines;
 pub use crate::error::{Error, Result};
 pub use crate::peer::{Peer, Proposal};
 pub use crate::peer_storage::PeerStorage;
+pub use crate::snap::{SnapKey, SnapKind, SnapManager};
 pub use crate::store::Store;
+pub use crate::worker::{Task, TaskResult, run_task};

@@ -27,7 +27,9 @@ use crate::config::Config;
 use crate::context::{CmdResponse, Context, Token};
 use crate::engines::Engines;
 use crate::error::{Error, Result};
-use crate::peer_storage::PeerStorage;
+use crate::peer_storage::{ApplySnapResult, PeerStorage};
+use crate::snap::SnapKey;
+use crate::worker::Task;
 // SOLUTION BEGIN lab 2b
 use prost::Message as _;
 // SOLUTION END
@@ -56,6 +58,20 @@ pub struct Peer {
     pub proposals: VecDeque<Proposal>,
     /// `[region R peer P]`, for log lines and panics.
     pub tag: String,
+    /// A snapshot's data is being written by a worker (the region state
+    /// is `Applying`): the peer handles no `Ready` until it is done, since
+    /// the entries after the snapshot need its data.
+    pub applying_snapshot: bool,
+    /// The apply task for `applying_snapshot` was scheduled (a restart
+    /// finds the region `Applying` without one and schedules it again).
+    pub apply_scheduled: bool,
+    /// Ticks since the last log GC check, and the GC settings.
+    pub(crate) gc_ticks: usize,
+    pub(crate) gc_tick_interval: usize,
+    pub(crate) gc_count_limit: u64,
+    /// The compact index of a `CompactLog` this peer proposed that has
+    /// not applied yet (cleared on every GC tick, in case it was lost).
+    pub(crate) compact_proposed: Option<u64>,
 }
 
 impl Peer {
@@ -65,7 +81,15 @@ impl Peer {
     ///
     /// [`Error::Invalid`] if the region has no peer on this store; a
     /// storage or raft error.
-    pub fn new(store_id: u64, cfg: &Config, engines: Engines, region: Region) -> Result<Peer> {
+    /// `applying` says that the region state is `Applying`: a snapshot's
+    /// data was not completely written before the store stopped.
+    pub fn new(
+        store_id: u64,
+        cfg: &Config,
+        engines: Engines,
+        region: Region,
+        applying: bool,
+    ) -> Result<Peer> {
         let meta = *region.peers.iter().find(|p| p.store_id == store_id).ok_or_else(|| {
             Error::Invalid(format!("region {} has no peer on store {store_id}", region.id))
         })?;
@@ -77,7 +101,18 @@ impl Peer {
         raft_cfg.applied = ps.applied_index();
         raft_cfg.seed = cfg.seed;
         let raft_group = RawNode::new(&raft_cfg, ps)?;
-        Ok(Peer { meta, raft_group, proposals: VecDeque::new(), tag })
+        Ok(Peer {
+            meta,
+            raft_group,
+            proposals: VecDeque::new(),
+            tag,
+            applying_snapshot: applying,
+            apply_scheduled: false,
+            gc_ticks: 0,
+            gc_tick_interval: cfg.raft_log_gc_tick_interval.max(1),
+            gc_count_limit: cfg.raft_log_gc_count_limit,
+            compact_proposed: None,
+        })
     }
 
     // ----- what the peer knows -------------------------------------------------
@@ -139,9 +174,137 @@ impl Peer {
         Ok(())
     }
 
-    /// One raft tick.
-    pub fn tick(&mut self) {
+    /// One tick: a raft tick, a log GC check every
+    /// `raft_log_gc_tick_interval` ticks, and (after a restart in the
+    /// middle of one) the snapshot apply scheduled again.
+    pub fn tick(&mut self, ctx: &mut dyn Context) {
         self.raft_group.tick();
+        self.gc_ticks += 1;
+        if self.gc_ticks >= self.gc_tick_interval {
+            self.gc_ticks = 0;
+            self.on_raft_log_gc_tick();
+        }
+        if self.applying_snapshot && !self.apply_scheduled {
+            let t = self.storage().truncated();
+            let key = SnapKey::new(self.region_id(), t.term, t.index);
+            self.schedule_snapshot_apply(key, ctx);
+        }
+    }
+
+    /// Handles the `Ready` after an input: schedules a snapshot the raft
+    /// node asked for, then (unless a snapshot's data is being written)
+    /// [`handle_raft_ready`](Self::handle_raft_ready).
+    ///
+    /// # Errors
+    ///
+    /// As [`handle_raft_ready`](Self::handle_raft_ready).
+    pub fn on_ready(&mut self, ctx: &mut dyn Context) -> Result<()> {
+        self.schedule_snapshot_generation(ctx);
+        if self.applying_snapshot {
+            return Ok(());
+        }
+        let applied = self.storage().applied_index();
+        self.handle_raft_ready(ctx)?;
+        if self.storage().applied_index() > applied {
+            self.maybe_compact_log();
+            // A proposal needs its Ready handled now, not at the next input.
+            if !self.applying_snapshot && self.raft_group.has_ready() {
+                self.handle_raft_ready(ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- snapshots (given) -------------------------------------------------------
+
+    /// If the raft node asked for a snapshot, schedules its generation
+    /// from a view of the kv engine taken now, at the applied index.
+    pub fn schedule_snapshot_generation(&mut self, ctx: &mut dyn Context) {
+        if !self.storage().take_gen_request() {
+            return;
+        }
+        let ps = self.storage();
+        let index = ps.applied_index();
+        let term = match raft::Storage::term(ps, index) {
+            Ok(term) => term,
+            Err(e) => {
+                ps.on_snapshot_generated(Err(format!("no term for applied index {index}: {e}")));
+                return;
+            }
+        };
+        let conf_state =
+            eraftpb::ConfState { nodes: self.region().peers.iter().map(|p| p.id).collect() };
+        let task = Task::GenSnapshot {
+            key: SnapKey::new(self.region_id(), term, index),
+            region: self.region().clone(),
+            conf_state,
+            engine_snap: ps.engines.kv.snapshot(),
+        };
+        log::info!("{} schedules {task:?}", self.tag);
+        ctx.schedule(task);
+    }
+
+    /// A snapshot generation finished: hand the snapshot to the storage
+    /// and, on a leader, send it now to every follower that needs one
+    /// (rather than at the next heartbeat response: the log moves on, and a
+    /// snapshot older than the truncated index is useless).
+    pub fn on_snapshot_generated(
+        &mut self,
+        result: std::result::Result<eraftpb::Snapshot, String>,
+    ) {
+        self.storage().on_snapshot_generated(result);
+        if !self.is_leader() {
+            return;
+        }
+        let first = self.storage().truncated().index + 1;
+        let raft = &mut self.raft_group.raft;
+        let needy: Vec<u64> = raft
+            .prs
+            .iter()
+            .filter(|&(&id, pr)| id != raft.id && pr.next_index < first)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in needy {
+            raft.send_append(id);
+        }
+    }
+
+    /// The snapshot stored by `save_ready_state` (`result`) is persisted:
+    /// from now on the peer waits for its data, which a worker writes.
+    /// Call it from [`handle_raft_ready`](Self::handle_raft_ready) (lab 2c).
+    pub fn on_snapshot_stored(&mut self, result: ApplySnapResult, ctx: &mut dyn Context) {
+        self.applying_snapshot = true;
+        self.schedule_snapshot_apply(result.key, ctx);
+    }
+
+    fn schedule_snapshot_apply(&mut self, key: SnapKey, ctx: &mut dyn Context) {
+        self.apply_scheduled = true;
+        let task = Task::ApplySnapshot { key, region: self.region().clone() };
+        log::info!("{} schedules {task:?}", self.tag);
+        ctx.schedule(task);
+    }
+
+    /// A snapshot's data is written (or could not be).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if it could not: the region's data is half
+    /// written and the store must stop.
+    pub fn on_snapshot_applied(
+        &mut self,
+        key: SnapKey,
+        result: std::result::Result<(), String>,
+    ) -> Result<()> {
+        if !self.applying_snapshot {
+            log::warn!("{} got the result of applying {key} but applies nothing", self.tag);
+            return Ok(());
+        }
+        result.map_err(|e| {
+            Error::Corrupt(format!("{} cannot apply snapshot {key}: {e}", self.tag))
+        })?;
+        self.applying_snapshot = false;
+        self.apply_scheduled = false;
+        Ok(())
     }
 
     /// Wraps a raft message for the network: who it is from and to, and the

@@ -4,13 +4,20 @@
 //! input to its peer (by region id) and then lets the peer handle its
 //! `Ready`. Peers are kept in a `BTreeMap`, so ticking them goes in region
 //! order and a simulated run depends only on its seed.
+//!
+//! The store also owns the snapshot files' life after they are built or
+//! received: a raft message carrying a snapshot is only stepped when its
+//! files arrived intact ([`Store::check_snapshot`]), and a periodic sweep
+//! deletes the files nobody needs any more ([`Store::gc_snapshots`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use raft::eraftpb::MessageType;
 use tinykv_engine::Cf;
 use tinykv_engine::keys;
 use tinykv_proto::raft_cmdpb::RaftCmdRequest;
-use tinykv_proto::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
+use tinykv_proto::raft_serverpb::{PeerState, RaftMessage, RaftSnapshotData, RegionLocalState};
 
 use crate::bootstrap::load_store_ident;
 use crate::config::Config;
@@ -18,6 +25,9 @@ use crate::context::{CmdResponse, Context, Token};
 use crate::engines::Engines;
 use crate::error::{Error, Result};
 use crate::peer::Peer;
+use crate::peer_storage::GenState;
+use crate::snap::{SnapKey, SnapKind, SnapManager};
+use crate::worker::TaskResult;
 use prost::Message as _;
 
 /// One store. See the module docs.
@@ -28,6 +38,13 @@ pub struct Store {
     engines: Engines,
     /// The peers, by region id.
     peers: BTreeMap<u64, Peer>,
+    /// The store's snapshot files.
+    snaps: Arc<SnapManager>,
+    /// Ticks since the last snapshot file sweep.
+    snap_gc_ticks: usize,
+    /// Snapshot files found stale by the last sweep: deleted if the next
+    /// sweep finds them stale again (a sender may be about to open one).
+    stale_snaps: BTreeSet<(SnapKind, SnapKey)>,
 }
 
 impl Store {
@@ -39,11 +56,19 @@ impl Store {
     ///
     /// [`Error::Invalid`] if the store was never bootstrapped; a corrupt
     /// state; an engine error.
-    pub fn start(cfg: Config, engines: Engines) -> Result<Store> {
+    pub fn start(cfg: Config, engines: Engines, snaps: Arc<SnapManager>) -> Result<Store> {
         let ident = load_store_ident(&engines)?.ok_or_else(|| {
             Error::Invalid("the store is not bootstrapped (no store ident)".into())
         })?;
-        let mut store = Store { store_id: ident.store_id, cfg, engines, peers: BTreeMap::new() };
+        let mut store = Store {
+            store_id: ident.store_id,
+            cfg,
+            engines,
+            peers: BTreeMap::new(),
+            snaps,
+            snap_gc_ticks: 0,
+            stale_snaps: BTreeSet::new(),
+        };
         let (start, end) = keys::region_state_range();
         let snap = store.engines.kv.snapshot();
         for kv in snap.iter(Cf::Meta, &start, Some(&end)) {
@@ -54,10 +79,12 @@ impl Store {
             if state.state() == PeerState::Tombstone {
                 continue;
             }
+            let applying = state.state() == PeerState::Applying;
             let region = state.region.ok_or_else(|| {
                 Error::Corrupt(format!("region state at {key:02x?} has no region"))
             })?;
-            let peer = Peer::new(store.store_id, &store.cfg, store.engines.clone(), region)?;
+            let peer =
+                Peer::new(store.store_id, &store.cfg, store.engines.clone(), region, applying)?;
             log::info!("store {}: {} started", store.store_id, peer.tag);
             store.peers.insert(peer.region_id(), peer);
         }
@@ -72,6 +99,11 @@ impl Store {
     /// The store's engines.
     pub fn engines(&self) -> &Engines {
         &self.engines
+    }
+
+    /// The store's snapshot files.
+    pub fn snaps(&self) -> &Arc<SnapManager> {
+        &self.snaps
     }
 
     /// The peer of region `region_id`, if this store has one.
@@ -106,10 +138,47 @@ impl Store {
             return Ok(());
         }
         let Some(raft_msg) = msg.message else { return Ok(()) };
+        if raft_msg.msg_type() == MessageType::MsgSnapshot
+            && let Err(e) = Store::check_snapshot(&self.snaps, peer, &raft_msg)
+        {
+            log::warn!("{} drops a snapshot from peer {}: {e}", peer.tag, raft_msg.from);
+            return Ok(());
+        }
         if let Err(e) = peer.step(raft_msg) {
             log::debug!("{} could not step a message: {e}", peer.tag);
         }
-        peer.handle_raft_ready(ctx)
+        peer.on_ready(ctx)
+    }
+
+    /// A snapshot message is only stepped into raft if its data decodes,
+    /// is for this region, and its files were received intact (the driver
+    /// receives them before it delivers the message; a corrupt transfer
+    /// never gets this far).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] saying what is wrong.
+    pub fn check_snapshot(
+        snaps: &SnapManager,
+        peer: &Peer,
+        msg: &raft::eraftpb::Message,
+    ) -> Result<()> {
+        let snap = msg.snapshot.clone().unwrap_or_default();
+        let meta = snap.metadata.unwrap_or_default();
+        if meta.index == 0 {
+            return Err(Error::Invalid("the snapshot has no metadata".into()));
+        }
+        let data = RaftSnapshotData::decode(snap.data.as_slice())
+            .map_err(|e| Error::Invalid(format!("the snapshot data does not decode: {e}")))?;
+        let region_id = data.region.as_ref().map_or(0, |r| r.id);
+        if region_id != peer.region_id() {
+            return Err(Error::Invalid(format!("the snapshot is of region {region_id}")));
+        }
+        let key = SnapKey::new(region_id, meta.term, meta.index);
+        if !snaps.exists(key, SnapKind::Received) {
+            return Err(Error::Invalid(format!("the files of snapshot {key} were not received")));
+        }
+        Ok(())
     }
 
     /// A client command, answered through [`Context::respond`] with
@@ -131,7 +200,7 @@ impl Store {
             return Ok(());
         };
         peer.propose(req, token, ctx);
-        peer.handle_raft_ready(ctx)
+        peer.on_ready(ctx)
     }
 
     /// One raft tick for every peer.
@@ -141,9 +210,87 @@ impl Store {
     /// An engine error (fatal for the store).
     pub fn on_tick(&mut self, ctx: &mut dyn Context) -> Result<()> {
         for peer in self.peers.values_mut() {
-            peer.tick();
-            peer.handle_raft_ready(ctx)?;
+            peer.tick(ctx);
+            peer.on_ready(ctx)?;
+        }
+        self.snap_gc_ticks += 1;
+        if self.snap_gc_ticks >= self.cfg.snap_gc_tick_interval {
+            self.snap_gc_ticks = 0;
+            self.gc_snapshots();
         }
         Ok(())
+    }
+
+    /// The result of a background task (see [`crate::worker`]).
+    ///
+    /// # Errors
+    ///
+    /// A snapshot that could not be applied (its data is half written:
+    /// fatal for the store); an engine error.
+    pub fn on_task_result(&mut self, result: TaskResult, ctx: &mut dyn Context) -> Result<()> {
+        let Some(peer) = self.peers.get_mut(&result.region_id()) else {
+            log::debug!("store {}: no peer for {result:?}", self.store_id);
+            return Ok(());
+        };
+        match result {
+            TaskResult::SnapshotGenerated { result, .. } => {
+                peer.on_snapshot_generated(result);
+                peer.on_ready(ctx)
+            }
+            TaskResult::SnapshotApplied { key, result } => {
+                peer.on_snapshot_applied(key, result)?;
+                peer.on_ready(ctx)
+            }
+            TaskResult::RaftLogGcDone { result, .. } => {
+                if let Err(e) = result {
+                    log::warn!("{} raft log GC failed (the next one retries): {e}", peer.tag);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes snapshot files nobody needs: a received snapshot that its
+    /// peer has applied or moved past (or whose region has no peer here),
+    /// a generated one that its peer does not hold for raft. A file is
+    /// deleted when two sweeps in a row find it stale and unused.
+    pub fn gc_snapshots(&mut self) {
+        let listed = match self.snaps.list() {
+            Ok(listed) => listed,
+            Err(e) => {
+                log::warn!("store {}: cannot list snapshot files: {e}", self.store_id);
+                return;
+            }
+        };
+        let mut stale = BTreeSet::new();
+        for (key, kind) in listed {
+            if !self.snaps.in_use(key, kind) && self.snapshot_is_stale(key, kind) {
+                stale.insert((kind, key));
+            }
+        }
+        for &(kind, key) in stale.intersection(&self.stale_snaps) {
+            match self.snaps.delete(key, kind) {
+                Ok(true) => log::debug!("store {}: deleted stale snapshot {key}", self.store_id),
+                Ok(false) => {}
+                Err(e) => log::warn!("store {}: cannot delete snapshot {key}: {e}", self.store_id),
+            }
+        }
+        self.stale_snaps = stale;
+    }
+
+    fn snapshot_is_stale(&self, key: SnapKey, kind: SnapKind) -> bool {
+        let Some(peer) = self.peers.get(&key.region_id) else { return true };
+        let ps = peer.storage();
+        match kind {
+            SnapKind::Received => {
+                let applying = peer.applying_snapshot && ps.truncated().index == key.index;
+                !applying && key.index <= ps.applied_index()
+            }
+            SnapKind::Generated => match ps.gen_state() {
+                GenState::Ready(snap) => snap.metadata.is_none_or(|m| m.index != key.index),
+                GenState::Generating => false,
+                _ => true,
+            },
+        }
     }
 }

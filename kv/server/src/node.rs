@@ -11,8 +11,16 @@
 //!   [`Transport`], which keeps one gRPC `Raft` stream per peer store and
 //!   never blocks the store thread (a full queue drops the message: raft
 //!   copes with loss), and answers commands through per-command channels;
-//! - [`NodeHandle`] is how the rest of the server (the gRPC `Raft` handler,
-//!   the raft-backed storage) talks to the store thread.
+//! - [`NodeHandle`] is how the rest of the server (the gRPC `Raft` and
+//!   `Snapshot` handlers, the raft-backed storage) talks to the store
+//!   thread;
+//! - two **worker threads** run the store's background tasks: the region
+//!   worker builds and applies snapshots, the log GC worker deletes
+//!   compacted raft log entries. Their results come back through the
+//!   store thread's input queue;
+//! - a snapshot message travels as a `Snapshot` client stream: the
+//!   message first, then the snapshot's files in chunks. The receiver
+//!   writes and checks the files before it hands the message to its store.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,15 +29,19 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use prost::Message as _;
 use tinykv_engine::{FjallConfig, FjallEngine};
+use tinykv_proto::eraftpb::MessageType;
 use tinykv_proto::metapb::Region;
 use tinykv_proto::raft_cmdpb::RaftCmdRequest;
-use tinykv_proto::raft_serverpb::RaftMessage;
+use tinykv_proto::raft_serverpb::{RaftMessage, RaftSnapshotData, SnapshotChunk, SnapshotMeta};
 use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
 use tinykv_raftstore::bootstrap::{
     bootstrap_region, bootstrap_store, first_region, load_store_ident,
 };
-use tinykv_raftstore::{CmdResponse, Context, Engines, Store, Token};
+use tinykv_raftstore::{
+    CmdResponse, Context, Engines, SnapKey, SnapManager, Store, Task, TaskResult, Token, run_task,
+};
 use tokio::sync::mpsc as tmpsc;
 use tokio::sync::watch;
 
@@ -37,6 +49,8 @@ use tokio::sync::watch;
 pub const INPUT_QUEUE: usize = 4096;
 /// Raft messages queued per peer store at most.
 pub const SEND_QUEUE: usize = 4096;
+/// Bytes of snapshot file data per `Snapshot` stream chunk.
+pub const SNAPSHOT_CHUNK: usize = 1024 * 1024;
 
 /// How one store of a static cluster is set up.
 #[derive(Debug, Clone)]
@@ -57,6 +71,7 @@ pub struct NodeConfig {
 
 enum Input {
     Raft(Box<RaftMessage>),
+    TaskResult(Box<TaskResult>),
     Command(Box<RaftCmdRequest>, mpsc::Sender<CmdResponse>),
     Region(u64, mpsc::Sender<Option<Region>>),
     Stop,
@@ -67,6 +82,7 @@ enum Input {
 pub struct NodeHandle {
     store_id: u64,
     tx: SyncSender<Input>,
+    snaps: Arc<SnapManager>,
     /// Becomes `true` when the store stops.
     stopped: watch::Receiver<bool>,
 }
@@ -75,6 +91,7 @@ impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Input::Raft(_) => f.write_str("Raft"),
+            Input::TaskResult(r) => write!(f, "TaskResult({r:?})"),
             Input::Command(..) => f.write_str("Command"),
             Input::Region(..) => f.write_str("Region"),
             Input::Stop => f.write_str("Stop"),
@@ -136,6 +153,44 @@ impl NodeHandle {
         })
     }
 
+    /// The store's snapshot files (the `Snapshot` handler receives into
+    /// them).
+    pub fn snaps(&self) -> &Arc<SnapManager> {
+        &self.snaps
+    }
+
+    /// Receives a snapshot message and its files from a peer store's
+    /// `Snapshot` stream (`chunks`: the bytes after the message), checks
+    /// them, and hands the message to the store.
+    ///
+    /// # Errors
+    ///
+    /// What was wrong with the snapshot (nothing is kept then), or
+    /// [`NodeError::Stopped`].
+    pub async fn receive_snapshot<S>(&self, msg: RaftMessage, mut chunks: S) -> Result<(), String>
+    where
+        S: tokio_stream::Stream<Item = Result<Vec<u8>, String>> + Unpin,
+    {
+        use tokio_stream::StreamExt as _;
+        let key = snapshot_key(&msg).ok_or("the first chunk carries no snapshot message")?;
+        let meta = snapshot_meta(&msg)?;
+        let snaps = self.snaps.clone();
+        let mut receiver = snaps.receive(key, &meta).map_err(|e| e.to_string())?;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            receiver = tokio::task::spawn_blocking(move || {
+                receiver.write(&chunk).map(|()| receiver).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+        }
+        tokio::task::spawn_blocking(move || receiver.finish().map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())??;
+        log::info!("store {}: received snapshot {key}", self.store_id);
+        self.deliver(msg).map_err(|e| e.to_string())
+    }
+
     /// Waits until the store has stopped (for long-lived streams that must
     /// end with it).
     pub async fn wait_stopped(&self) {
@@ -176,18 +231,24 @@ impl Node {
     pub fn start(cfg: &NodeConfig, runtime: &tokio::runtime::Handle) -> Result<Node, String> {
         let engines = open_engines(&cfg.data_dir, cfg.fjall.clone())?;
         bootstrap_if_fresh(cfg, &engines)?;
-        let store = Store::start(cfg.raft.clone(), engines)
+        let snap_dir = cfg.data_dir.join("snap");
+        let snaps = SnapManager::open(&snap_dir).map_err(|e| {
+            format!("cannot open the snapshot directory {}: {e}", snap_dir.display())
+        })?;
+        let snaps = Arc::new(snaps);
+        let store = Store::start(cfg.raft.clone(), engines.clone(), snaps.clone())
             .map_err(|e| format!("store {} cannot start: {e}", cfg.store_id))?;
-        let transport = Transport::new(cfg.store_id, &cfg.stores, runtime);
+        let transport = Transport::new(cfg.store_id, &cfg.stores, snaps.clone(), runtime);
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
-        let tick = Duration::from_millis(cfg.raft.raft_base_tick_ms);
         let store_id = cfg.store_id;
+        let workers = Workers::start(store_id, &engines, &snaps, &tx)?;
+        let tick = Duration::from_millis(cfg.raft.raft_base_tick_ms);
         let thread = std::thread::Builder::new()
             .name(format!("store-{store_id}"))
-            .spawn(move || run_store(store, transport, rx, tick))
+            .spawn(move || run_store(store, transport, workers, rx, tick))
             .map_err(|e| format!("cannot start the store thread: {e}"))?;
         let (stopped, stopped_rx) = watch::channel(false);
-        let handle = NodeHandle { store_id, tx, stopped: stopped_rx };
+        let handle = NodeHandle { store_id, tx, snaps, stopped: stopped_rx };
         Ok(Node { handle, thread: Some(thread), stopped })
     }
 
@@ -249,9 +310,10 @@ fn bootstrap_if_fresh(cfg: &NodeConfig, engines: &Engines) -> Result<(), String>
     Ok(())
 }
 
-/// The store thread's context: outgoing messages and answers.
+/// The store thread's context: outgoing messages, answers, tasks.
 struct ThreadContext<'a> {
     transport: &'a Transport,
+    workers: &'a Workers,
     pending: &'a mut BTreeMap<Token, mpsc::Sender<CmdResponse>>,
 }
 
@@ -265,9 +327,78 @@ impl Context for ThreadContext<'_> {
             let _ = tx.send(resp);
         }
     }
+
+    fn schedule(&mut self, task: Task) {
+        self.workers.schedule(task);
+    }
 }
 
-fn run_store(mut store: Store, transport: Transport, rx: Receiver<Input>, tick: Duration) {
+/// The store's two worker threads. Their task queues are not bounded by a
+/// number, but by the store: a peer has at most one snapshot being built
+/// and one being applied at a time, and a log GC task per `CompactLog`.
+/// The store thread never waits for a worker; a worker waits for room in
+/// the store's input queue to hand back a result (results are never
+/// dropped: a peer would wait for them forever).
+struct Workers {
+    region: mpsc::Sender<Task>,
+    gc: mpsc::Sender<Task>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(
+        store_id: u64,
+        engines: &Engines,
+        snaps: &Arc<SnapManager>,
+        results: &SyncSender<Input>,
+    ) -> Result<Workers, String> {
+        let mut threads = Vec::new();
+        let mut spawn = |name: &str| -> Result<mpsc::Sender<Task>, String> {
+            let (tx, rx) = mpsc::channel::<Task>();
+            let (engines, snaps, results) = (engines.clone(), snaps.clone(), results.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("{name}-{store_id}"))
+                .spawn(move || {
+                    for task in rx {
+                        let result = run_task(task, &engines, &snaps);
+                        if results.send(Input::TaskResult(Box::new(result))).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start the {name} thread: {e}"))?;
+            threads.push(thread);
+            Ok(tx)
+        };
+        let region = spawn("region-worker")?;
+        let gc = spawn("raftlog-gc")?;
+        Ok(Workers { region, gc, threads })
+    }
+
+    fn schedule(&self, task: Task) {
+        let queue = if task.is_snapshot_task() { &self.region } else { &self.gc };
+        if let Err(e) = queue.send(task) {
+            log::warn!("a worker has stopped; {:?} is dropped", e.0);
+        }
+    }
+
+    /// Closes the queues and waits for the threads.
+    fn stop(self) {
+        drop(self.region);
+        drop(self.gc);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_store(
+    mut store: Store,
+    transport: Transport,
+    workers: Workers,
+    rx: Receiver<Input>,
+    tick: Duration,
+) {
     let id = store.store_id();
     let mut pending: BTreeMap<Token, mpsc::Sender<CmdResponse>> = BTreeMap::new();
     let mut next_token: Token = 1;
@@ -280,7 +411,8 @@ fn run_store(mut store: Store, transport: Transport, rx: Receiver<Input>, tick: 
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut ctx = ThreadContext { transport: &transport, pending: &mut pending };
+        let mut ctx =
+            ThreadContext { transport: &transport, workers: &workers, pending: &mut pending };
         let result = match input {
             None => {
                 next_tick += tick;
@@ -291,6 +423,7 @@ fn run_store(mut store: Store, transport: Transport, rx: Receiver<Input>, tick: 
                 store.on_tick(&mut ctx)
             }
             Some(Input::Raft(msg)) => store.on_raft_message(*msg, &mut ctx),
+            Some(Input::TaskResult(result)) => store.on_task_result(*result, &mut ctx),
             Some(Input::Command(req, reply)) => {
                 let token = next_token;
                 next_token += 1;
@@ -309,6 +442,10 @@ fn run_store(mut store: Store, transport: Transport, rx: Receiver<Input>, tick: 
             break;
         }
     }
+    // A worker blocked on a full input queue gets an error once `rx` is
+    // gone, and ends.
+    drop(rx);
+    workers.stop();
     log::info!("store {id}: stopped");
 }
 
@@ -317,6 +454,9 @@ fn run_store(mut store: Store, transport: Transport, rx: Receiver<Input>, tick: 
 struct Transport {
     store_id: u64,
     queues: BTreeMap<u64, tmpsc::Sender<RaftMessage>>,
+    addrs: BTreeMap<u64, String>,
+    snaps: Arc<SnapManager>,
+    runtime: tokio::runtime::Handle,
     dropped: Mutex<u64>,
 }
 
@@ -324,6 +464,7 @@ impl Transport {
     fn new(
         store_id: u64,
         stores: &BTreeMap<u64, String>,
+        snaps: Arc<SnapManager>,
         rt: &tokio::runtime::Handle,
     ) -> Transport {
         let mut queues = BTreeMap::new();
@@ -335,11 +476,21 @@ impl Transport {
             rt.spawn(stream_to(store_id, id, addr.clone(), rx));
             queues.insert(id, tx);
         }
-        Transport { store_id, queues, dropped: Mutex::new(0) }
+        Transport {
+            store_id,
+            queues,
+            addrs: stores.clone(),
+            snaps,
+            runtime: rt.clone(),
+            dropped: Mutex::new(0),
+        }
     }
 
     fn send(&self, msg: RaftMessage) {
         let to = msg.to_peer.map_or(0, |p| p.store_id);
+        if msg.message.as_ref().is_some_and(|m| m.msg_type() == MessageType::MsgSnapshot) {
+            return self.send_snapshot(to, msg);
+        }
         let Some(q) = self.queues.get(&to) else {
             log::warn!("store {}: no address for store {to}", self.store_id);
             return;
@@ -352,6 +503,88 @@ impl Transport {
             }
         }
     }
+}
+
+impl Transport {
+    /// Sends a snapshot message and its files on a `Snapshot` stream of
+    /// its own (lost if anything fails: the leader sends another).
+    fn send_snapshot(&self, to: u64, msg: RaftMessage) {
+        let (Some(addr), Some(key)) = (self.addrs.get(&to), snapshot_key(&msg)) else {
+            log::warn!("store {}: cannot send a snapshot to store {to}", self.store_id);
+            return;
+        };
+        // Opened here, on the store thread, so the files are in use (and
+        // kept) from the moment raft handed the snapshot out.
+        let sender = match self.snaps.open_send(key) {
+            Ok(sender) => sender,
+            Err(e) => {
+                log::warn!("store {}: cannot send snapshot {key}: {e}", self.store_id);
+                return;
+            }
+        };
+        let (from, url) = (self.store_id, format!("http://{addr}"));
+        self.runtime.spawn(async move {
+            match send_snapshot(url, msg, sender).await {
+                Ok(bytes) => {
+                    log::info!("store {from}: sent snapshot {key} ({bytes} bytes) to store {to}")
+                }
+                Err(e) => log::warn!("store {from}: snapshot {key} to store {to} failed: {e}"),
+            }
+        });
+    }
+}
+
+async fn send_snapshot(
+    url: String,
+    msg: RaftMessage,
+    mut sender: tinykv_raftstore::snap::SnapSender,
+) -> Result<u64, String> {
+    let mut client = TinyKvClient::connect(url).await.map_err(|e| e.to_string())?;
+    let (tx, rx) = tmpsc::channel::<SnapshotChunk>(4);
+    let call = tokio::spawn(async move {
+        client.snapshot(tokio_stream::wrappers::ReceiverStream::new(rx)).await
+    });
+    let mut bytes = 0u64;
+    let mut first = Some(msg);
+    loop {
+        let (chunk, back) = tokio::task::spawn_blocking(move || {
+            let chunk = sender.next_chunk(SNAPSHOT_CHUNK);
+            (chunk, sender)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        sender = back;
+        let data = chunk.map_err(|e| e.to_string())?;
+        let done = data.is_none();
+        let data = data.unwrap_or_default();
+        bytes += data.len() as u64;
+        if !done || first.is_some() {
+            let chunk = SnapshotChunk { message: first.take(), data };
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    drop(tx);
+    call.await.map_err(|e| e.to_string())?.map_err(|s| s.message().to_string())?;
+    Ok(bytes)
+}
+
+/// The snapshot a snapshot message carries.
+fn snapshot_key(msg: &RaftMessage) -> Option<SnapKey> {
+    let meta = msg.message.as_ref()?.snapshot.as_ref()?.metadata.as_ref()?;
+    Some(SnapKey::new(msg.region_id, meta.term, meta.index))
+}
+
+/// The file list of the snapshot a snapshot message carries.
+fn snapshot_meta(msg: &RaftMessage) -> Result<SnapshotMeta, String> {
+    let data = msg.message.as_ref().and_then(|m| m.snapshot.as_ref()).map_or(&[][..], |s| &s.data);
+    let data = RaftSnapshotData::decode(data)
+        .map_err(|e| format!("the snapshot's data does not decode: {e}"))?;
+    data.meta.ok_or_else(|| "the snapshot's data lists no files".to_string())
 }
 
 /// Keeps a `Raft` stream open to store `to` and forwards `rx` into it,

@@ -15,6 +15,7 @@ use tinykv_proto::kvrpcpb::*;
 use tinykv_proto::raft_serverpb::{Done, RaftMessage, SnapshotChunk};
 use tinykv_proto::tinykvpb::tiny_kv_server::{TinyKv, TinyKvServer};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -194,9 +195,28 @@ impl TinyKv for TinyKvService {
 
     async fn snapshot(
         &self,
-        _: Request<Streaming<SnapshotChunk>>,
+        request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<Done>, Status> {
-        Err(not_yet("Snapshot", "2c"))
+        let Some(node) = self.node.clone() else {
+            return Err(Status::failed_precondition(
+                "this server runs in standalone mode: it has no raft peers",
+            ));
+        };
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.ok_or_else(|| {
+            Status::invalid_argument("an empty snapshot stream (no message chunk)")
+        })?;
+        let msg = first.message.ok_or_else(|| {
+            Status::invalid_argument("the first chunk of a snapshot stream carries no message")
+        })?;
+        let head = tokio_stream::once(Ok(first.data));
+        let rest = stream.map(|c| c.map(|c| c.data).map_err(|s| s.message().to_string()));
+        let chunks = Box::pin(head.chain(rest));
+        node.receive_snapshot(msg, chunks).await.map_err(|e| {
+            log::warn!("store {}: snapshot rejected: {e}", node.store_id());
+            Status::invalid_argument(format!("snapshot rejected: {e}"))
+        })?;
+        Ok(Response::new(Done {}))
     }
 
     async fn coprocessor(

@@ -13,23 +13,37 @@
 //! Stores keep their data on [`MemoryDisk`]s: a crash
 //! ([`Cluster::crash_store`]) loses exactly the writes that were not
 //! synced, and a restart starts the store again from what survived.
+//! [`Cluster::crash_at_write`] cuts the power in the middle of a chosen
+//! later write instead: between persisting and applying, in the middle of
+//! applying a snapshot, during log GC.
+//!
+//! Background tasks (snapshots, log GC) run as events a little later than
+//! they were asked for. A snapshot travels with its raft message: the
+//! sender's files are read when the message is sent, the bytes cross the
+//! simulated network (and can be lost, delayed or corrupted on the way),
+//! and the receiver writes and checks them before the message is handed
+//! to its store. Snapshot files are real files in a temporary directory.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use raft::Rng;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use prost::Message as _;
+use raft::eraftpb::MessageType;
 use tinykv_engine::{Cf, Engine, FjallConfig, FjallEngine, MemoryDisk, WriteBatch};
 use tinykv_proto::raft_cmdpb::{
     CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request,
     SnapRequest,
 };
-use tinykv_proto::raft_serverpb::RaftMessage;
+use tinykv_proto::raft_serverpb::{PeerState, RaftMessage, RaftSnapshotData, RegionLocalState};
 use tinykv_raftstore::bootstrap::{bootstrap_region, bootstrap_store, first_region};
 use tinykv_raftstore::error::response_error;
-use tinykv_raftstore::{CmdResponse, Context, Engines, Store, Token};
+use tinykv_raftstore::{
+    CmdResponse, Context, Engines, SnapKey, SnapManager, Store, Task, Token, run_task,
+};
 
 use crate::capture;
 use crate::history::{FaultRecord, History, OpKind, OpRecord, OpResult};
@@ -93,6 +107,8 @@ pub struct ClusterConfig {
     pub request_timeout_us: u64,
     /// Where the stores keep their data.
     pub engine: EngineKind,
+    /// A background task runs up to this long after it was asked for.
+    pub max_task_delay_us: u64,
 }
 
 impl ClusterConfig {
@@ -105,6 +121,7 @@ impl ClusterConfig {
             net: NetConfig::default(),
             request_timeout_us: 500 * MS,
             engine: EngineKind::from_env(),
+            max_task_delay_us: 5 * MS,
         }
     }
 }
@@ -122,6 +139,11 @@ enum Event {
     Answer { token: Token, resp: Box<CmdResponse> },
     /// A client gives up waiting for the answer to `token`.
     Timeout { client: u64, token: Token },
+    /// A store's background task runs; ignored if the store restarted.
+    Task { store: u64, incarnation: u64, task: Box<Task> },
+    /// A raft message carrying a snapshot reaches a store, with the bytes
+    /// of the snapshot's files.
+    DeliverSnapshot { to: u64, msg: Box<RaftMessage>, data: Vec<u8> },
 }
 
 struct Scheduled {
@@ -155,8 +177,12 @@ struct SimStore {
     /// With [`EngineKind::Fjall`], the store's engines (kept open across
     /// crashes); `None` with memory disks.
     fjall: Option<(Arc<dyn Engine>, Arc<dyn Engine>)>,
-    /// Crashes the store at its next raft engine write when set.
-    crash_armed: Arc<AtomicBool>,
+    /// Crash plans for the engines' writes (see [`Cluster::crash_at_write`]).
+    crash: CrashPlan,
+    /// The snapshot files' directory (kept across crashes).
+    snap_dir: std::path::PathBuf,
+    /// The snapshot manager of the running store.
+    snaps: Option<Arc<SnapManager>>,
     store: Option<Store>,
     /// Bumped at every restart, so the old incarnation's ticks are ignored.
     incarnation: u64,
@@ -187,6 +213,7 @@ struct Client {
 struct Effects {
     sent: Vec<RaftMessage>,
     answers: Vec<(Token, CmdResponse)>,
+    tasks: Vec<Task>,
 }
 
 impl Context for Effects {
@@ -197,6 +224,77 @@ impl Context for Effects {
     fn respond(&mut self, token: Token, resp: CmdResponse) {
         self.answers.push((token, resp));
     }
+
+    fn schedule(&mut self, task: Task) {
+        self.tasks.push(task);
+    }
+}
+
+/// Which engine of a store a planned crash hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineSide {
+    /// Data, apply state, region state.
+    Kv,
+    /// Raft log, raft state.
+    Raft,
+}
+
+/// When a store's power goes out: at the n-th write (from the time of
+/// arming) to its kv or raft engine. Shared with the engines' wrappers.
+#[derive(Debug, Clone, Default)]
+struct CrashPlan {
+    /// Writes to the kv engine until the crash (0: none planned).
+    kv: Arc<AtomicU64>,
+    /// Writes to the raft engine until the crash (0: none planned).
+    raft: Arc<AtomicU64>,
+    /// Set once the power is out: every later write fails too.
+    down: Arc<AtomicBool>,
+    /// Armed when the kv engine writes a snapshot's `Applying` region
+    /// state: crash at the n-th following write to that side.
+    after_snapshot: Arc<std::sync::Mutex<Option<(EngineSide, u64)>>>,
+}
+
+impl CrashPlan {
+    fn disarm(&self) {
+        self.kv.store(0, Ordering::Relaxed);
+        self.raft.store(0, Ordering::Relaxed);
+        self.down.store(false, Ordering::Relaxed);
+        *self.after_snapshot.lock().expect("crash plan") = None;
+    }
+
+    fn countdown(&self, side: EngineSide) -> &AtomicU64 {
+        match side {
+            EngineSide::Kv => &self.kv,
+            EngineSide::Raft => &self.raft,
+        }
+    }
+}
+
+/// Whether `batch` stores a snapshot: puts a region state `Applying`.
+fn stores_snapshot(batch: &WriteBatch) -> bool {
+    batch.ops().iter().any(|op| match op {
+        tinykv_engine::WriteOp::Put { cf: Cf::Meta, key, value } => {
+            tinykv_engine::keys::decode_region_state_key(key).is_ok()
+                && RegionLocalState::decode(value.as_slice())
+                    .is_ok_and(|s| s.state() == PeerState::Applying)
+        }
+        _ => false,
+    })
+}
+
+/// What the snapshot transfers did, for tests to check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// Snapshot messages sent (with their files).
+    pub sent: u64,
+    /// Received intact and handed to the store.
+    pub delivered: u64,
+    /// Rejected by the receiver (the reasons are in `rejections`).
+    pub rejected: u64,
+    /// Why each rejected snapshot was rejected.
+    pub rejections: Vec<String>,
+    /// Bytes of snapshot files sent.
+    pub bytes: u64,
 }
 
 /// The simulated cluster. See the module docs.
@@ -219,8 +317,13 @@ pub struct Cluster {
     direct: BTreeMap<Token, Option<CmdResponse>>,
     /// Every client operation and injected fault so far.
     pub history: History,
-    /// The fjall databases' directory (with [`EngineKind::Fjall`]).
-    _dir: Option<tempfile::TempDir>,
+    /// The stores' snapshot files and (with [`EngineKind::Fjall`]) fjall
+    /// databases.
+    dir: tempfile::TempDir,
+    /// What the snapshot transfers did.
+    pub snapshot_stats: SnapshotStats,
+    /// Corrupts one byte of the next snapshot sent, when set.
+    corrupt_next_snapshot: bool,
     digest: u64,
     events: u64,
 }
@@ -255,24 +358,33 @@ impl Cluster {
             clients: BTreeMap::new(),
             direct: BTreeMap::new(),
             history: History::default(),
-            _dir: (cfg.engine == EngineKind::Fjall)
-                .then(|| tempfile::tempdir().expect("a temporary directory for fjall")),
+            dir: tempfile::tempdir().expect("a temporary directory for the stores"),
+            snapshot_stats: SnapshotStats::default(),
+            corrupt_next_snapshot: false,
             digest: 0xCBF2_9CE4_8422_2325,
             events: 0,
             cfg,
         };
         for id in 1..=c.cfg.stores {
             let (kv_disk, raft_disk) = (MemoryDisk::new(), MemoryDisk::new());
-            let crash_armed = Arc::new(AtomicBool::new(false));
-            let fjall = c._dir.as_ref().map(|dir| {
+            let dir = c.dir.path();
+            let fjall = (c.cfg.engine == EngineKind::Fjall).then(|| {
                 let open = |name: &str| -> Arc<dyn Engine> {
-                    let path = dir.path().join(format!("store{id}-{name}"));
+                    let path = dir.join(format!("store{id}-{name}"));
                     Arc::new(FjallEngine::open(path, FjallConfig::for_tests()).expect("open fjall"))
                 };
                 (open("kv"), open("raft"))
             });
-            let s =
-                SimStore { kv_disk, raft_disk, fjall, crash_armed, store: None, incarnation: 0 };
+            let s = SimStore {
+                kv_disk,
+                raft_disk,
+                fjall,
+                crash: CrashPlan::default(),
+                snap_dir: dir.join(format!("store{id}-snap")),
+                snaps: None,
+                store: None,
+                incarnation: 0,
+            };
             let engines = s.engines();
             bootstrap_store(&engines, 1, id).expect("bootstrap store");
             bootstrap_region(&engines, &region).expect("bootstrap region");
@@ -335,6 +447,8 @@ impl Cluster {
             Event::Command { store, token, req } => self.on_command(store, token, *req),
             Event::Answer { token, resp } => self.on_answer(token, *resp),
             Event::Timeout { client, token } => self.on_timeout(client, token),
+            Event::Task { store, incarnation, task } => self.on_task(store, incarnation, *task),
+            Event::DeliverSnapshot { to, msg, data } => self.on_deliver_snapshot(to, *msg, data),
         }
         true
     }
@@ -358,11 +472,17 @@ impl Cluster {
         let mut cfg = self.cfg.store.clone();
         cfg.seed = self.cfg.seed ^ id.wrapping_mul(0x9E37_79B9) ^ self.now;
         let s = self.stores.get_mut(&id).expect("store exists");
+        s.crash.disarm();
         let engines = s.engines();
         capture::set_node(id);
-        let store = Store::start(cfg, engines)
+        let snaps = SnapManager::open(&s.snap_dir).unwrap_or_else(|e| {
+            panic!("store {id}: cannot open its snapshot files: {e} (seed {})", self.cfg.seed)
+        });
+        let snaps = Arc::new(snaps);
+        let store = Store::start(cfg, engines, snaps.clone())
             .unwrap_or_else(|e| panic!("store {id} failed to start: {e} (seed {})", self.cfg.seed));
         capture::set_node(0);
+        s.snaps = Some(snaps);
         s.store = Some(store);
         s.incarnation += 1;
         let incarnation = s.incarnation;
@@ -380,6 +500,7 @@ impl Cluster {
         let keep_kv = self.rng.range(0, 3);
         let keep_raft = self.rng.range(0, 3);
         let s = self.stores.get_mut(&id).expect("store exists");
+        s.snaps = None;
         if s.store.take().is_some() {
             let (kv, raft) = (s.kv_disk.unsynced_batches(), s.raft_disk.unsynced_batches());
             let keep_kv = if keep_kv == 0 { 0 } else { self.rng.range(0, kv + 1) };
@@ -400,13 +521,42 @@ impl Cluster {
     /// write are delivered; the store then stays down until
     /// [`restart_store`](Self::restart_store).
     pub fn crash_at_next_raft_write(&mut self, id: u64) {
-        self.stores[&id].crash_armed.store(true, Ordering::Relaxed);
+        self.crash_at_write(id, EngineSide::Raft, 1);
+    }
+
+    /// Arms a crash of store `id` in the middle of its `n`-th write
+    /// (counting from now, `n >= 1`) to its `side` engine, whichever part
+    /// of the store makes it: handling a `Ready`, applying a snapshot,
+    /// deleting compacted log entries. That write and every unsynced one
+    /// are lost; what the store sent before is delivered. The store stays
+    /// down until [`restart_store`](Self::restart_store).
+    pub fn crash_at_write(&mut self, id: u64, side: EngineSide, n: u64) {
+        self.stores[&id].crash.countdown(side).store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Arms a crash of store `id` at the `n`-th write to its `side` engine
+    /// after it next stores a snapshot (writes the snapshot's kv batch):
+    /// `(Raft, 1)` falls between the snapshot's two batches, `(Kv, n)` in
+    /// the middle of writing the snapshot's data.
+    pub fn crash_after_snapshot_stored(&mut self, id: u64, side: EngineSide, n: u64) {
+        let plan = &self.stores[&id].crash;
+        *plan.after_snapshot.lock().expect("crash plan") = Some((side, n.max(1)));
+    }
+
+    /// Corrupts one byte of the next snapshot sent (the receiver must
+    /// reject it).
+    pub fn corrupt_next_snapshot(&mut self) {
+        self.corrupt_next_snapshot = true;
+    }
+
+    /// The snapshot manager of running store `id`.
+    pub fn snaps(&self, id: u64) -> Option<&Arc<SnapManager>> {
+        self.stores.get(&id)?.snaps.as_ref()
     }
 
     /// Starts a crashed store again from what its disks kept.
     pub fn restart_store(&mut self, id: u64) {
         if self.stores[&id].store.is_none() {
-            self.stores[&id].crash_armed.store(false, Ordering::Relaxed);
             self.fault(format!("store {id} restarted"));
             self.start_store(id);
         }
@@ -443,6 +593,41 @@ impl Cluster {
             .values()
             .map(|s| s.kv_disk.stats().lost_batches + s.raft_disk.stats().lost_batches)
             .sum()
+    }
+
+    /// The largest applied − truncated index of any peer on a running
+    /// store (how many applied entries a log still holds), with its store.
+    pub fn max_log_gap(&self) -> (u64, u64) {
+        let mut worst = (0, 0);
+        for (&id, s) in &self.stores {
+            let Some(store) = &s.store else { continue };
+            for peer in store.peers() {
+                let ps = peer.storage();
+                let gap = ps.applied_index().saturating_sub(ps.truncated().index);
+                if gap > worst.0 {
+                    worst = (gap, id);
+                }
+            }
+        }
+        worst
+    }
+
+    /// The raft log entries store `id` holds on disk (all regions),
+    /// compacted or not: what log GC has not deleted yet.
+    pub fn raft_log_entries(&self, id: u64) -> u64 {
+        let s = &self.stores[&id];
+        let raft: Arc<dyn Engine> = match &s.fjall {
+            Some((_, raft)) => raft.clone(),
+            None => Arc::new(s.raft_disk.open()),
+        };
+        let (start, _) = tinykv_engine::keys::raft_log_range(0);
+        let (_, end) = tinykv_engine::keys::raft_log_range(u64::MAX);
+        let snap = raft.snapshot();
+        snap.iter(Cf::Meta, &start, Some(&end))
+            .filter(|kv| {
+                kv.as_ref().is_ok_and(|(k, _)| tinykv_engine::keys::decode_raft_log_key(k).is_ok())
+            })
+            .count() as u64
     }
 
     /// Records a fault for the report's timeline.
@@ -483,14 +668,12 @@ impl Cluster {
             if !e.to_string().contains(CRASH_MARK) {
                 panic!("store {id} failed: {e} (seed {}, at {}us)", self.cfg.seed, self.now);
             }
-            // The power went out in the middle of a raft write. What the
-            // store sent before that is on the wire; what it would have
-            // answered is not.
+            // The power went out in the middle of a write. What the store
+            // sent before that is on the wire; what it would have answered
+            // or left to its workers is not.
             fx.answers.clear();
-            let s = self.stores.get_mut(&id).unwrap();
-            s.store = None;
-            s.kv_disk.crash();
-            self.fault(format!("store {id} crashed in the middle of a raft write"));
+            fx.tasks.clear();
+            self.power_loss(id, "in the middle of a write");
         }
         for msg in fx.sent {
             self.send(id, msg);
@@ -499,13 +682,115 @@ impl Cluster {
             let delay = self.net.latency(&mut self.rng);
             self.schedule(delay, Event::Answer { token, resp: Box::new(resp) });
         }
+        let incarnation = self.stores[&id].incarnation;
+        for task in fx.tasks {
+            let delay = self.rng.next_u64() % (self.cfg.max_task_delay_us + 1);
+            self.schedule(delay, Event::Task { store: id, incarnation, task: Box::new(task) });
+        }
+    }
+
+    /// Store `id` lost power during a write: it is down, and both disks
+    /// lose their unsynced writes.
+    fn power_loss(&mut self, id: u64, during: &str) {
+        let s = self.stores.get_mut(&id).unwrap();
+        s.store = None;
+        s.snaps = None;
+        s.kv_disk.crash();
+        s.raft_disk.crash();
+        self.fault(format!("store {id} crashed {during}"));
+    }
+
+    fn on_task(&mut self, id: u64, incarnation: u64, task: Task) {
+        let s = &self.stores[&id];
+        let (Some(store), Some(snaps)) = (&s.store, &s.snaps) else { return };
+        if s.incarnation != incarnation {
+            return;
+        }
+        let (engines, snaps) = (store.engines().clone(), snaps.clone());
+        self.mix(&[self.now, 6, id, task.region_id()]);
+        let what = format!("{task:?}");
+        capture::set_node(id);
+        let result = run_task(task, &engines, &snaps);
+        capture::set_node(0);
+        if format!("{result:?}").contains(CRASH_MARK) {
+            self.power_loss(id, &format!("in the middle of {what}"));
+            return;
+        }
+        self.with_store(id, |s, fx| s.on_task_result(result, fx));
     }
 
     fn send(&mut self, from: u64, msg: RaftMessage) {
         let to = msg.to_peer.map_or(0, |p| p.store_id);
+        let is_snapshot =
+            msg.message.as_ref().is_some_and(|m| m.msg_type() == MessageType::MsgSnapshot);
+        if is_snapshot {
+            return self.send_snapshot(from, to, msg);
+        }
         let delays = self.net.route(from, to, &mut self.rng);
         for delay in delays {
             self.schedule(delay, Event::Deliver { to, msg: Box::new(msg.clone()) });
+        }
+    }
+
+    /// Reads the files of the snapshot in `msg` from the sender and puts
+    /// them on the wire with the message.
+    fn send_snapshot(&mut self, from: u64, to: u64, msg: RaftMessage) {
+        let Some(key) = snapshot_key(&msg) else {
+            log::warn!("store {from} sends a snapshot message without a snapshot");
+            return;
+        };
+        let Some(snaps) = self.stores[&from].snaps.clone() else { return };
+        capture::set_node(from);
+        let data = match read_snapshot(&snaps, key) {
+            Ok(data) => data,
+            Err(e) => {
+                log::warn!("cannot send snapshot {key}: {e}");
+                capture::set_node(0);
+                return;
+            }
+        };
+        capture::set_node(0);
+        let mut data = data;
+        if std::mem::take(&mut self.corrupt_next_snapshot) {
+            if data.is_empty() {
+                self.corrupt_next_snapshot = true;
+            } else {
+                let at = self.rng.range(0, data.len());
+                data[at] ^= 0x5A;
+                self.fault(format!("snapshot {key} corrupted in transit (byte {at})"));
+            }
+        }
+        self.snapshot_stats.sent += 1;
+        self.snapshot_stats.bytes += data.len() as u64;
+        self.mix(&[self.now, 7, from, to, key.index, data.len() as u64]);
+        for delay in self.net.route(from, to, &mut self.rng) {
+            let (msg, data) = (Box::new(msg.clone()), data.clone());
+            self.schedule(delay, Event::DeliverSnapshot { to, msg, data });
+        }
+    }
+
+    /// The receiver writes and checks the snapshot's files, then gets the
+    /// message; a transfer that does not check out is dropped.
+    fn on_deliver_snapshot(&mut self, to: u64, msg: RaftMessage, data: Vec<u8>) {
+        let Some(snaps) = self.stores.get(&to).and_then(|s| s.snaps.clone()) else { return };
+        let Some(key) = snapshot_key(&msg) else { return };
+        let meta = snapshot_meta(&msg);
+        capture::set_node(to);
+        let received = snaps.receive(key, &meta).and_then(|mut r| {
+            r.write(&data)?;
+            r.finish()
+        });
+        capture::set_node(0);
+        match received {
+            Ok(()) => {
+                self.snapshot_stats.delivered += 1;
+                self.on_deliver(to, msg);
+            }
+            Err(e) => {
+                self.snapshot_stats.rejected += 1;
+                self.snapshot_stats.rejections.push(e.to_string());
+                self.fault(format!("store {to} rejected snapshot {key}: {e}"));
+            }
         }
     }
 
@@ -814,40 +1099,48 @@ impl Cluster {
 
 impl SimStore {
     /// The store's engines (new handles on its memory disks, or its fjall
-    /// databases); the raft engine crashes at its next write when armed.
+    /// databases), which crash as the store's [`CrashPlan`] says.
     fn engines(&self) -> Engines {
-        let (kv, raft, disk): (Arc<dyn Engine>, Arc<dyn Engine>, _) = match &self.fjall {
-            Some((kv, raft)) => (kv.clone(), raft.clone(), None),
-            None => (
-                Arc::new(self.kv_disk.open()),
-                Arc::new(self.raft_disk.open()),
-                Some(self.raft_disk.clone()),
-            ),
+        let (kv, raft): (Arc<dyn Engine>, Arc<dyn Engine>) = match &self.fjall {
+            Some((kv, raft)) => (kv.clone(), raft.clone()),
+            None => (Arc::new(self.kv_disk.open()), Arc::new(self.raft_disk.open())),
         };
-        let raft = CrashingEngine { inner: raft, disk, armed: self.crash_armed.clone() };
-        Engines::new(kv, Arc::new(raft))
+        let wrap = |inner, side| -> Arc<dyn Engine> {
+            Arc::new(CrashingEngine { inner, side, plan: self.crash.clone() })
+        };
+        Engines::new(wrap(kv, EngineSide::Kv), wrap(raft, EngineSide::Raft))
     }
 }
 
-/// An engine that, once armed, fails its next write as if the power went
-/// out in the middle of it: the write is lost (and a memory disk loses its
-/// unsynced writes too).
+/// An engine whose write fails as if the power went out in the middle of
+/// it, when its countdown reaches that write; once the power is out,
+/// every write fails. (The driver then crashes the disks.)
 #[derive(Debug)]
 struct CrashingEngine {
     inner: Arc<dyn Engine>,
-    disk: Option<MemoryDisk>,
-    armed: Arc<AtomicBool>,
+    side: EngineSide,
+    plan: CrashPlan,
 }
 
 impl Engine for CrashingEngine {
     fn write(&self, batch: WriteBatch) -> tinykv_engine::Result<()> {
-        if self.armed.swap(false, Ordering::Relaxed) {
-            if let Some(disk) = &self.disk {
-                disk.crash();
-            }
+        let countdown = self.plan.countdown(self.side);
+        let left = countdown.load(Ordering::Relaxed);
+        if left == 1 {
+            self.plan.down.store(true, Ordering::Relaxed);
+        }
+        if left > 0 {
+            countdown.store(left - 1, Ordering::Relaxed);
+        }
+        if self.plan.down.load(Ordering::Relaxed) {
             return Err(tinykv_engine::Error::Engine(CRASH_MARK.into()));
         }
-        self.inner.write(batch)
+        let snapshot = self.side == EngineSide::Kv && stores_snapshot(&batch);
+        self.inner.write(batch)?;
+        if snapshot && let Some((side, n)) = self.plan.after_snapshot.lock().expect("plan").take() {
+            self.plan.countdown(side).store(n, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn snapshot(&self) -> Box<dyn tinykv_engine::Snapshot> {
@@ -855,6 +1148,9 @@ impl Engine for CrashingEngine {
     }
 
     fn sync(&self) -> tinykv_engine::Result<()> {
+        if self.plan.down.load(Ordering::Relaxed) {
+            return Err(tinykv_engine::Error::Engine(CRASH_MARK.into()));
+        }
         self.inner.sync()
     }
 
@@ -865,6 +1161,29 @@ impl Engine for CrashingEngine {
 
 /// The error text of a write interrupted by a simulated crash.
 const CRASH_MARK: &str = "simulated power loss during the write";
+
+/// The snapshot a snapshot message carries.
+fn snapshot_key(msg: &RaftMessage) -> Option<SnapKey> {
+    let meta = msg.message.as_ref()?.snapshot.as_ref()?.metadata.as_ref()?;
+    Some(SnapKey::new(msg.region_id, meta.term, meta.index))
+}
+
+/// The file list of the snapshot a snapshot message carries (empty if it
+/// does not decode: the receiver then rejects it).
+fn snapshot_meta(msg: &RaftMessage) -> tinykv_proto::raft_serverpb::SnapshotMeta {
+    let data = msg.message.as_ref().and_then(|m| m.snapshot.as_ref()).map(|s| s.data.as_slice());
+    data.and_then(|d| RaftSnapshotData::decode(d).ok()).and_then(|d| d.meta).unwrap_or_default()
+}
+
+/// All the bytes of generated snapshot `key`'s files.
+fn read_snapshot(snaps: &SnapManager, key: SnapKey) -> Result<Vec<u8>, String> {
+    let mut sender = snaps.open_send(key).map_err(|e| e.to_string())?;
+    let mut data = Vec::with_capacity(usize::try_from(sender.total_size()).unwrap_or(0));
+    while let Some(chunk) = sender.next_chunk(64 * 1024).map_err(|e| e.to_string())? {
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
+}
 
 /// What a successful answer means for `kind`.
 fn read_result(kind: &OpKind, resp: &CmdResponse) -> OpResult {

@@ -24,7 +24,8 @@ pub mod suite;
 pub mod workload;
 
 pub use crate::cluster::{
-    Cluster, ClusterConfig, EngineKind, FIRST_REGION, HARNESS_CLIENT, MS, SEC,
+    Cluster, ClusterConfig, EngineKind, EngineSide, FIRST_REGION, HARNESS_CLIENT, MS, SEC,
+    SnapshotStats,
 };
 pub use crate::history::{History, OpKind, OpRecord, OpResult};
 pub use crate::network::{NetConfig, Network};

@@ -33,6 +33,8 @@ pub struct SimTest {
     pub lab: &'static str,
     /// The seed: `TINYKV_SEED`, else [`DEFAULT_SEED`].
     pub seed: u64,
+    /// Adjusts every cluster config before the test's own `configure`.
+    base: fn(ClusterConfig) -> ClusterConfig,
     report_dir: PathBuf,
 }
 
@@ -44,7 +46,16 @@ impl SimTest {
             Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("TINYKV_SEED={s:?} is not a u64")),
             Err(_) => DEFAULT_SEED,
         };
-        SimTest { name, lab, seed, report_dir: PathBuf::from(target_tmp).join("sim-reports") }
+        let report_dir = PathBuf::from(target_tmp).join("sim-reports");
+        SimTest { name, lab, seed, base: |cfg| cfg, report_dir }
+    }
+
+    /// Every cluster of this test starts from `base(config)` (e.g. a lab's
+    /// suite turning a feature of a later lab off).
+    #[must_use]
+    pub fn with_base(mut self, base: fn(ClusterConfig) -> ClusterConfig) -> SimTest {
+        self.base = base;
+        self
     }
 
     /// The replay command.
@@ -64,7 +75,8 @@ impl SimTest {
         body: impl FnOnce(&mut Cluster) -> Result<(), String>,
     ) -> Cluster {
         capture::start();
-        let mut cluster = Cluster::new(configure(ClusterConfig::new(stores, self.seed)));
+        let base = (self.base)(ClusterConfig::new(stores, self.seed));
+        let mut cluster = Cluster::new(configure(base));
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut cluster)));
         let failure = match outcome {
             Ok(Ok(())) => check_linearizable(&cluster.history).err(),

@@ -40,6 +40,9 @@ pub struct Workload {
     pub crash: bool,
     /// Keys every client writes and reads.
     pub shared_keys: u32,
+    /// Lab 2c: the most applied entries a peer's log may hold (applied −
+    /// truncated index), checked after every event; `None`: unchecked.
+    pub max_log_gap: Option<u64>,
 }
 
 impl Workload {
@@ -52,6 +55,7 @@ impl Workload {
             partitions: false,
             crash: false,
             shared_keys: 3,
+            max_log_gap: None,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct RunStats {
     pub appends: u64,
     /// Partitions started.
     pub partitions: u64,
+    /// The largest applied − truncated index seen on any peer.
+    pub max_log_gap: u64,
 }
 
 /// The key of client `client`'s `seq`-th append.
@@ -138,6 +144,7 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
             if !cluster.step() {
                 break;
             }
+            check_log_gap(cluster, w, &mut stats)?;
         }
         // Heal, and let every client finish what it has in flight.
         if cluster.net.groups().is_some() {
@@ -148,6 +155,7 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
         for (i, st) in clients.iter_mut().enumerate() {
             let id = i as u64 + 1;
             while !cluster.op_done(id) {
+                check_log_gap(cluster, w, &mut stats)?;
                 if cluster.now() > deadline || !cluster.step() {
                     return Err(format!(
                         "client {id}'s last operation of round {} did not finish within 30s \
@@ -176,6 +184,19 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
         }
     }
     Ok(stats)
+}
+
+/// Lab 2c: no peer's log holds more than `w.max_log_gap` applied entries.
+fn check_log_gap(cluster: &Cluster, w: &Workload, stats: &mut RunStats) -> Result<(), String> {
+    let (gap, store) = cluster.max_log_gap();
+    stats.max_log_gap = stats.max_log_gap.max(gap);
+    match w.max_log_gap {
+        Some(max) if gap > max => Err(format!(
+            "store {store}'s log holds {gap} applied entries (applied − truncated index), more \
+             than {max}: the log is not being compacted"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Checks the answer of `client`'s finished operation, if any.

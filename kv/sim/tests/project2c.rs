@@ -1,0 +1,385 @@
+//! Lab 2c, store level: log GC and snapshots in the replicated store.
+//!
+//! Every test runs a simulated cluster with a small GC limit, so the log
+//! is compacted all the time and a store that falls behind (cut off,
+//! crashed) must catch up by snapshot. Every test also checks that no
+//! peer's log holds more than twice the GC limit of applied entries.
+//!
+//! Replay a failure with the command it prints (`make project2c TEST=…
+//! SEED=…`); the report is under `target/tmp/sim-reports/`.
+
+use std::collections::BTreeSet;
+
+use tinykv_engine::{Cf, keys};
+use tinykv_proto::raft_serverpb::{PeerState, RegionLocalState};
+use tinykv_sim::suite::SimTest;
+use tinykv_sim::workload::{self, Workload};
+use tinykv_sim::{Cluster, ClusterConfig, EngineSide, MS, NetConfig, SEC};
+
+const TMP: &str = env!("CARGO_TARGET_TMPDIR");
+
+/// The GC limit of every 2c test: a leader compacts once its applied
+/// index is this far past its first log index.
+const GC_LIMIT: u64 = 100;
+/// What the tests allow: applied − truncated index on any peer.
+const MAX_LOG_GAP: u64 = 2 * GC_LIMIT;
+
+fn test(name: &'static str) -> SimTest {
+    SimTest::new(name, "2c", TMP).with_base(with_log_gc)
+}
+
+/// Frequent log GC with a small limit.
+fn with_log_gc(mut cfg: ClusterConfig) -> ClusterConfig {
+    cfg.store.raft_log_gc_count_limit = GC_LIMIT;
+    cfg.store.raft_log_gc_tick_interval = 1;
+    cfg.store.snap_gc_tick_interval = 20;
+    cfg
+}
+
+/// A generic test with log GC: `clients` clients for three rounds, with
+/// the faults named. With partitions, some store must have caught up by
+/// snapshot.
+fn generic(name: &'static str, clients: u64, unreliable: bool, partitions: bool, crash: bool) {
+    test(name).run(
+        5,
+        |mut cfg| {
+            if unreliable {
+                cfg.net = NetConfig::unreliable();
+            }
+            cfg
+        },
+        |cluster| {
+            let mut w = Workload::new(clients);
+            w.partitions = partitions;
+            w.crash = crash;
+            w.max_log_gap = Some(MAX_LOG_GAP);
+            let stats = workload::run(cluster, &w)?;
+            if stats.appends < 20 {
+                return Err(format!("only {} appends got through: {stats:?}", stats.appends));
+            }
+            check_log_on_disk(cluster)?;
+            if partitions && cluster.snapshot_stats.delivered == 0 {
+                return Err("stores were cut off while the log was compacted, yet no snapshot \
+                            was delivered"
+                    .into());
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Log GC deletes what it compacts: no store keeps many more log entries
+/// on disk than its peers' logs hold.
+fn check_log_on_disk(c: &mut Cluster) -> Result<(), String> {
+    // Let the leader compact and the GC workers catch up.
+    c.run_for(500 * MS);
+    for id in c.store_ids() {
+        let on_disk = c.raft_log_entries(id);
+        let allowed = 2 * MAX_LOG_GAP + 10;
+        if on_disk > allowed {
+            return Err(format!(
+                "store {id} keeps {on_disk} raft log entries on disk (at most {allowed} \
+                 expected): compacted entries are not deleted"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The value of `key` in store `id`'s kv engine, as it is now.
+fn stored(c: &Cluster, id: u64, key: &str) -> Option<Vec<u8>> {
+    c.kv_engine(id).get(Cf::Default, key.as_bytes()).expect("read the kv engine")
+}
+
+/// Every data pair of store `id`'s kv engine.
+fn data(c: &Cluster, id: u64) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
+    let snap = c.kv_engine(id).snapshot();
+    let mut out = Vec::new();
+    for cf in Cf::DATA {
+        for kv in snap.iter(cf, b"", None) {
+            let (k, v) = kv.expect("read the kv engine");
+            out.push((cf, k, v));
+        }
+    }
+    out
+}
+
+/// Store `id`'s region state of the first region.
+fn region_state(c: &Cluster, id: u64) -> PeerState {
+    let raw = c.kv_engine(id).get(Cf::Meta, &keys::region_state_key(1)).expect("read");
+    let state: RegionLocalState =
+        prost::Message::decode(raw.expect("a region state").as_slice()).expect("decode");
+    state.state()
+}
+
+/// Runs until `cond` holds, or fails after `limit_us` of virtual time.
+fn wait_for(
+    c: &mut Cluster,
+    limit_us: u64,
+    what: &str,
+    mut cond: impl FnMut(&Cluster) -> bool,
+) -> Result<(), String> {
+    let until = c.now() + limit_us;
+    while !cond(c) {
+        if c.now() > until || !c.step() {
+            return Err(format!("{what}: not within {}ms", limit_us / MS));
+        }
+    }
+    Ok(())
+}
+
+/// The truncated index of store `id`'s peer of the first region.
+fn truncated(c: &Cluster, id: u64) -> u64 {
+    c.store(id).and_then(|s| s.peer(1)).map_or(0, |p| p.storage().truncated().index)
+}
+
+/// The last log index of store `id`'s peer of the first region.
+fn last_index(c: &Cluster, id: u64) -> u64 {
+    c.store(id).and_then(|s| s.peer(1)).map_or(0, |p| p.storage().raft_state.last_index)
+}
+
+/// Cuts store `cut` off, writes `n` keys `{prefix}{i}` and deletes
+/// `delete` until the others' logs are compacted past everything `cut`
+/// has. Returns the keys written.
+fn write_past_the_cut(
+    c: &mut Cluster,
+    cut: u64,
+    prefix: &str,
+    n: u64,
+    delete: &str,
+) -> Result<Vec<String>, String> {
+    let others: BTreeSet<u64> = c.store_ids().into_iter().filter(|&id| id != cut).collect();
+    c.net.partition(vec![BTreeSet::from([cut]), others.clone()]);
+    c.fault(format!("store {cut} cut off"));
+    let behind = last_index(c, cut);
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let key = format!("{prefix}{i:03}");
+        c.must_put(key.as_bytes(), format!("v{i}").as_bytes());
+        keys.push(key);
+    }
+    c.must_delete(delete.as_bytes());
+    wait_for(c, 5 * SEC, "the cluster compacts its log past the cut-off store", |c| {
+        others.iter().all(|&id| truncated(c, id) > behind)
+    })?;
+    Ok(keys)
+}
+
+/// The cluster heals, and the cut-off store catches up: it holds every
+/// pair the leader holds, and applies no snapshot.
+fn heal_and_catch_up(c: &mut Cluster, cut: u64) -> Result<(), String> {
+    c.net.heal();
+    c.fault("healed".into());
+    c.must_put(b"after heal", b"yes");
+    wait_for(c, 10 * SEC, &format!("store {cut} catches up after the heal"), |c| {
+        let Some(leader) = c.leader() else { return false };
+        c.is_up(cut)
+            && leader != cut
+            && stored(c, cut, "after heal").is_some()
+            && region_state(c, cut) == PeerState::Normal
+            && data(c, cut) == data(c, leader)
+    })
+}
+
+/// A store cut off while the others compact their log gets the data,
+/// including a delete, through a snapshot; keeps it across a restart; and
+/// no log grows past twice the GC limit.
+#[test]
+fn one_snapshot_2c() {
+    test("one_snapshot_2c").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            c.must_put(b"k1", b"v1");
+            c.must_put(b"k2", b"v2");
+            wait_for(c, SEC, "store 1 applies k1 and k2", |c| {
+                stored(c, 1, "k1").is_some() && stored(c, 1, "k2").is_some()
+            })?;
+            let keys = write_past_the_cut(c, 1, "key ", 3 * GC_LIMIT, "k2")?;
+            if stored(c, 1, "k2").is_none() || stored(c, 1, &keys[0]).is_some() {
+                return Err("store 1 changed while it was cut off".into());
+            }
+            heal_and_catch_up(c, 1)?;
+            if c.snapshot_stats.delivered == 0 {
+                return Err("store 1 caught up without a snapshot".into());
+            }
+            if stored(c, 1, "k2").is_some() {
+                return Err("store 1 still has k2, deleted while it was cut off".into());
+            }
+            if truncated(c, 1) == 0 || c.max_log_gap().0 > MAX_LOG_GAP {
+                return Err(format!(
+                    "after the snapshot: store 1 truncated at {}, largest log gap {:?}",
+                    truncated(c, 1),
+                    c.max_log_gap()
+                ));
+            }
+            c.crash_store(1);
+            c.restart_store(1);
+            c.must_put(b"k3", b"v3");
+            wait_for(c, 2 * SEC, "store 1 applies k3 after its restart", |c| {
+                stored(c, 1, "k3").is_some()
+            })?;
+            let want: [(&str, Option<&[u8]>); 3] =
+                [("k1", Some(b"v1")), ("k2", None), (&keys[5], Some(b"v5"))];
+            for (key, value) in want {
+                if stored(c, 1, key).as_deref() != value {
+                    return Err(format!(
+                        "after the restart store 1 has {key} = {:?}",
+                        stored(c, 1, key)
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// One client; every store crashes and restarts between rounds, from a
+/// compacted log.
+#[test]
+fn snapshot_recover_2c() {
+    generic("snapshot_recover_2c", 1, false, false, true);
+}
+
+/// As `snapshot_recover_2c`, with 20 clients.
+#[test]
+fn snapshot_recover_many_clients_2c() {
+    generic("snapshot_recover_many_clients_2c", 20, false, false, true);
+}
+
+/// Five clients on an unreliable network.
+#[test]
+fn snapshot_unreliable_2c() {
+    generic("snapshot_unreliable_2c", 5, true, false, false);
+}
+
+/// Five clients on an unreliable network, crashes between rounds.
+#[test]
+fn snapshot_unreliable_recover_2c() {
+    generic("snapshot_unreliable_recover_2c", 5, true, false, true);
+}
+
+/// Five clients, unreliable network, random partitions during rounds,
+/// crashes between rounds: cut-off stores catch up by snapshot.
+#[test]
+fn snapshot_unreliable_recover_concurrent_partition_2c() {
+    generic("snapshot_unreliable_recover_concurrent_partition_2c", 5, true, true, true);
+}
+
+/// The power goes out while a store writes a snapshot's data (at a
+/// different write each time): on restart it applies the snapshot again,
+/// and ends with exactly the leader's data.
+#[test]
+fn crash_in_the_middle_of_applying_a_snapshot_2c() {
+    test("crash_in_the_middle_of_applying_a_snapshot_2c").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            c.must_put(b"k", b"v");
+            for (round, n) in [1u64, 2, 3].into_iter().enumerate() {
+                // Over 64 keys, so that the data takes several batches.
+                write_past_the_cut(c, 2, &format!("r{round} "), 100, "k")?;
+                c.crash_after_snapshot_stored(2, EngineSide::Kv, n);
+                c.net.heal();
+                wait_for(c, 5 * SEC, "store 2 crashes while applying the snapshot", |c| {
+                    !c.is_up(2)
+                })?;
+                if !c.history.faults.iter().any(|f| f.what.contains("ApplySnapshot")) {
+                    return Err("store 2 went down, but not while applying a snapshot".into());
+                }
+                if region_state(c, 2) != PeerState::Applying {
+                    return Err("after the crash store 2's region is not marked Applying".into());
+                }
+                c.restart_store(2);
+                heal_and_catch_up(c, 2)?;
+                c.history.faults.clear();
+            }
+            Ok(())
+        },
+    );
+}
+
+/// The power goes out between a snapshot's two batches (the kv batch with
+/// the apply state is written, the raft batch is not): on restart the
+/// store rebuilds its raft state from the snapshot and catches up.
+#[test]
+fn crash_between_snapshot_batches_2c() {
+    test("crash_between_snapshot_batches_2c").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            c.must_put(b"k", b"v");
+            write_past_the_cut(c, 3, "key ", 3 * GC_LIMIT, "k")?;
+            c.crash_after_snapshot_stored(3, EngineSide::Raft, 1);
+            c.net.heal();
+            wait_for(c, 5 * SEC, "store 3 crashes storing the snapshot", |c| !c.is_up(3))?;
+            c.restart_store(3);
+            heal_and_catch_up(c, 3)?;
+            c.crash_store(3);
+            c.restart_store(3);
+            heal_and_catch_up(c, 3)
+        },
+    );
+}
+
+/// A snapshot corrupted in transit is rejected with a clear error and
+/// changes nothing on the receiver; the next one gets through.
+#[test]
+fn corrupt_snapshot_is_rejected_2c() {
+    test("corrupt_snapshot_is_rejected_2c").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            c.must_put(b"k", b"v");
+            write_past_the_cut(c, 2, "key ", 3 * GC_LIMIT, "k")?;
+            let before = data(c, 2);
+            let applied = c.store(2).and_then(|s| s.peer(1)).map(|p| p.storage().applied_index());
+            c.corrupt_next_snapshot();
+            c.net.heal();
+            wait_for(c, 5 * SEC, "the corrupt snapshot is rejected", |c| {
+                c.snapshot_stats.rejected > 0
+            })?;
+            let why = c.snapshot_stats.rejections[0].clone();
+            if !why.contains("checksum") && !why.contains("corrupt") {
+                return Err(format!("the rejection does not say what is wrong: {why}"));
+            }
+            let now = c.store(2).and_then(|s| s.peer(1)).map(|p| p.storage().applied_index());
+            if data(c, 2) != before || now != applied {
+                return Err("store 2 changed after rejecting the corrupt snapshot".into());
+            }
+            heal_and_catch_up(c, 2)?;
+            if c.snapshot_stats.delivered == 0 {
+                return Err("store 2 caught up without a snapshot".into());
+            }
+            Ok(())
+        },
+    );
+}
+
+/// A long run with partitions, an unreliable network and crashes: no log
+/// ever holds more than twice the GC limit of applied entries, and the
+/// stores keep no more on disk.
+#[test]
+fn log_stays_bounded_under_a_long_run_2c() {
+    test("log_stays_bounded_under_a_long_run_2c").run(
+        5,
+        |mut cfg| {
+            cfg.net = NetConfig::unreliable();
+            cfg
+        },
+        |c| {
+            let mut w = Workload::new(5);
+            w.rounds = 8;
+            w.partitions = true;
+            w.crash = true;
+            w.max_log_gap = Some(MAX_LOG_GAP);
+            let stats = workload::run(c, &w)?;
+            check_log_on_disk(c)?;
+            println!(
+                "{} appends, largest applied − truncated {}, snapshots {:?}",
+                stats.appends, stats.max_log_gap, c.snapshot_stats
+            );
+            Ok(())
+        },
+    );
+}
