@@ -1,15 +1,19 @@
 //! The production driver end to end: three stores in one process, each on
 //! its own fjall engines and an ephemeral loopback port, talking raft over
 //! gRPC. Writes and reads go through the raw API; one store is stopped and
-//! restarted, and nothing acknowledged may be lost.
+//! restarted, and nothing acknowledged may be lost. With a small log GC
+//! limit, a store that was stopped while the others wrote catches up by a
+//! snapshot sent over the `Snapshot` stream.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tinykv_engine::FjallConfig;
+use prost::Message as _;
+use tinykv_engine::{Cf, Engine, FjallConfig, FjallEngine, keys};
 use tinykv_proto::kvrpcpb::{RawGetRequest, RawPutRequest};
+use tinykv_proto::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState, RegionLocalState};
 use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
 use tinykv_server::node::{Node, NodeConfig};
 use tinykv_server::raft_storage::RaftStorage;
@@ -29,10 +33,16 @@ struct TestCluster {
     dir: tempfile::TempDir,
     addrs: BTreeMap<u64, SocketAddr>,
     running: BTreeMap<u64, RunningStore>,
+    /// Log GC limit of every store (`None`: the default).
+    gc_limit: Option<u64>,
 }
 
 impl TestCluster {
     fn new(n: u64) -> TestCluster {
+        TestCluster::with_gc_limit(n, None)
+    }
+
+    fn with_gc_limit(n: u64, gc_limit: Option<u64>) -> TestCluster {
         let _ = env_logger::builder().is_test(true).try_init();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -46,7 +56,7 @@ impl TestCluster {
             listeners.insert(id, l);
         }
         let addrs = listeners.iter().map(|(&id, l)| (id, l.local_addr().unwrap())).collect();
-        let mut c = TestCluster { rt, dir, addrs, running: BTreeMap::new() };
+        let mut c = TestCluster { rt, dir, addrs, running: BTreeMap::new(), gc_limit };
         for (id, l) in listeners {
             c.start(id, l);
         }
@@ -58,7 +68,12 @@ impl TestCluster {
             store_id: id,
             data_dir: self.dir.path().join(format!("store{id}")),
             stores: self.addrs.iter().map(|(&id, a)| (id, a.to_string())).collect(),
-            raft: tinykv_raftstore::Config { seed: id, ..Default::default() },
+            raft: tinykv_raftstore::Config {
+                seed: id,
+                raft_log_gc_count_limit: self.gc_limit.unwrap_or(1000),
+                raft_log_gc_tick_interval: if self.gc_limit.is_some() { 1 } else { 10 },
+                ..Default::default()
+            },
             fjall: FjallConfig::for_tests(),
         }
     }
@@ -183,4 +198,89 @@ fn three_stores_over_grpc_survive_a_restart() {
     }
     c.put("after", "restart");
     assert_eq!(c.get("after"), Some(b"restart".to_vec()));
+}
+
+/// What a stopped store keeps on disk: the data of region 1, its apply
+/// state and region state, and the received snapshot files left over.
+struct OnDisk {
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    apply: RaftApplyState,
+    region: RegionLocalState,
+    /// The last index of the raft log.
+    last_index: u64,
+    snapshot_files: usize,
+}
+
+fn on_disk(c: &TestCluster, id: u64) -> OnDisk {
+    let dir = c.dir.path().join(format!("store{id}"));
+    let kv = FjallEngine::open(dir.join("kv"), FjallConfig::for_tests()).unwrap();
+    let snap = kv.snapshot();
+    let data = snap.iter(Cf::Default, b"", None).map(|kv| kv.unwrap()).collect();
+    let get = |key: &[u8]| snap.get(Cf::Meta, key).unwrap().expect("a local state");
+    let apply = RaftApplyState::decode(get(&keys::apply_state_key(1)).as_slice()).unwrap();
+    let region = RegionLocalState::decode(get(&keys::region_state_key(1)).as_slice()).unwrap();
+    let raft = FjallEngine::open(dir.join("raft"), FjallConfig::for_tests()).unwrap();
+    let raft_state = raft.get(Cf::Meta, &keys::raft_state_key(1)).unwrap().expect("raft state");
+    let last_index = RaftLocalState::decode(raft_state.as_slice()).unwrap().last_index;
+    let snapshot_files = std::fs::read_dir(dir.join("snap"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("rev_"))
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    OnDisk { data, apply, region, last_index, snapshot_files }
+}
+
+#[test]
+fn a_stopped_store_catches_up_by_snapshot_over_grpc() {
+    const LIMIT: u64 = 20;
+    let mut c = TestCluster::with_gc_limit(3, Some(LIMIT));
+    for i in 0..10 {
+        c.put(&format!("k{i:03}"), &format!("v{i}"));
+    }
+    c.stop(3);
+    let before = on_disk(&c, 3);
+    // Far past the GC limit: the others compact their logs beyond all
+    // that store 3 has.
+    for i in 10..150 {
+        c.put(&format!("k{i:03}"), &format!("v{i}"));
+    }
+    // Store 1's log no longer holds what store 3 lacks (the entry after
+    // store 3's last one is compacted): store 3 needs a snapshot.
+    c.stop(1);
+    let leader_side = on_disk(&c, 1);
+    let compacted = leader_side.apply.truncated_state.unwrap_or_default().index;
+    assert!(
+        compacted > before.last_index,
+        "store 1 should have compacted its log past store 3's last index {}, it is truncated \
+         at {compacted}",
+        before.last_index
+    );
+    c.restart(1);
+    c.restart(3);
+    // Stores 1 and 3 must now be the quorum: store 3 has to catch up, and
+    // the entries it lacks are gone from the others' logs.
+    c.stop(2);
+    c.put("after", "snapshot");
+    for i in 0..150 {
+        assert_eq!(c.get(&format!("k{i:03}")), Some(format!("v{i}").into_bytes()), "k{i:03}");
+    }
+    c.stop(3);
+    let after = on_disk(&c, 3);
+    let truncated = |d: &OnDisk| d.apply.truncated_state.unwrap_or_default().index;
+    assert!(
+        truncated(&after) > before.last_index,
+        "store 3 caught up, so its log must start past its old end {}; it is truncated at {}",
+        before.last_index,
+        truncated(&after)
+    );
+    assert_eq!(after.region.state(), PeerState::Normal, "store 3's region after the snapshot");
+    for i in 0..150 {
+        let key = format!("k{i:03}").into_bytes();
+        assert_eq!(after.data.get(&key), Some(&format!("v{i}").into_bytes()), "k{i:03} on store 3");
+    }
+    assert_eq!(after.data.get(b"after".as_slice()), Some(&b"snapshot".to_vec()));
+    assert_eq!(after.snapshot_files, 0, "applied snapshot files must be deleted");
 }

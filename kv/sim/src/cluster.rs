@@ -252,6 +252,10 @@ struct CrashPlan {
     /// Armed when the kv engine writes a snapshot's `Applying` region
     /// state: crash at the n-th following write to that side.
     after_snapshot: Arc<std::sync::Mutex<Option<(EngineSide, u64)>>>,
+    /// Writes to either engine until the crash (0: none planned).
+    any: Arc<AtomicU64>,
+    /// Armed when a snapshot message is delivered: `any` is set to it.
+    on_snapshot_delivered: Arc<AtomicU64>,
 }
 
 impl CrashPlan {
@@ -260,6 +264,17 @@ impl CrashPlan {
         self.raft.store(0, Ordering::Relaxed);
         self.down.store(false, Ordering::Relaxed);
         *self.after_snapshot.lock().expect("crash plan") = None;
+        self.any.store(0, Ordering::Relaxed);
+        self.on_snapshot_delivered.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts a write down on `countdown`: true if the power goes out now.
+    fn tick_down(countdown: &AtomicU64) -> bool {
+        let left = countdown.load(Ordering::Relaxed);
+        if left > 0 {
+            countdown.store(left - 1, Ordering::Relaxed);
+        }
+        left == 1
     }
 
     fn countdown(&self, side: EngineSide) -> &AtomicU64 {
@@ -543,6 +558,24 @@ impl Cluster {
         *plan.after_snapshot.lock().expect("crash plan") = Some((side, n.max(1)));
     }
 
+    /// Arms a crash of store `id` at its `n`-th write, to either engine,
+    /// after the next snapshot message is handed to it. Storing a
+    /// snapshot takes two writes (a kv batch and a raft batch), so `n = 2`
+    /// cuts the power between them, whatever their order.
+    pub fn crash_after_snapshot_delivered(&mut self, id: u64, n: u64) {
+        self.stores[&id].crash.on_snapshot_delivered.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// The raft engine of store `id`, as it is now (also when the store is
+    /// down).
+    pub fn raft_engine(&self, id: u64) -> Arc<dyn Engine> {
+        let s = &self.stores[&id];
+        match &s.fjall {
+            Some((_, raft)) => raft.clone(),
+            None => Arc::new(s.raft_disk.open()),
+        }
+    }
+
     /// Corrupts one byte of the next snapshot sent (the receiver must
     /// reject it).
     pub fn corrupt_next_snapshot(&mut self) {
@@ -784,6 +817,11 @@ impl Cluster {
         match received {
             Ok(()) => {
                 self.snapshot_stats.delivered += 1;
+                let plan = &self.stores[&to].crash;
+                let n = plan.on_snapshot_delivered.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    plan.any.store(n, Ordering::Relaxed);
+                }
                 self.on_deliver(to, msg);
             }
             Err(e) => {
@@ -1124,13 +1162,10 @@ struct CrashingEngine {
 
 impl Engine for CrashingEngine {
     fn write(&self, batch: WriteBatch) -> tinykv_engine::Result<()> {
-        let countdown = self.plan.countdown(self.side);
-        let left = countdown.load(Ordering::Relaxed);
-        if left == 1 {
+        let side_out = CrashPlan::tick_down(self.plan.countdown(self.side));
+        let any_out = CrashPlan::tick_down(&self.plan.any);
+        if side_out || any_out {
             self.plan.down.store(true, Ordering::Relaxed);
-        }
-        if left > 0 {
-            countdown.store(left - 1, Ordering::Relaxed);
         }
         if self.plan.down.load(Ordering::Relaxed) {
             return Err(tinykv_engine::Error::Engine(CRASH_MARK.into()));

@@ -9,9 +9,10 @@
 //! SEED=…`); the report is under `target/tmp/sim-reports/`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use tinykv_engine::{Cf, keys};
-use tinykv_proto::raft_serverpb::{PeerState, RegionLocalState};
+use tinykv_engine::{Cf, Engine, keys};
+use tinykv_proto::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState, RegionLocalState};
 use tinykv_sim::suite::SimTest;
 use tinykv_sim::workload::{self, Workload};
 use tinykv_sim::{Cluster, ClusterConfig, EngineSide, MS, NetConfig, SEC};
@@ -102,6 +103,12 @@ fn data(c: &Cluster, id: u64) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
         }
     }
     out
+}
+
+/// The local state at `key` in `engine`'s meta CF.
+fn get_state<M: prost::Message + Default>(engine: Arc<dyn Engine>, key: &[u8]) -> M {
+    let raw = engine.get(Cf::Meta, key).expect("read").expect("a local state");
+    M::decode(raw.as_slice()).expect("decode a local state")
 }
 
 /// Store `id`'s region state of the first region.
@@ -299,9 +306,10 @@ fn crash_in_the_middle_of_applying_a_snapshot_2c() {
     );
 }
 
-/// The power goes out between a snapshot's two batches (the kv batch with
-/// the apply state is written, the raft batch is not): on restart the
-/// store rebuilds its raft state from the snapshot and catches up.
+/// The power goes out between a snapshot's two batches: the kv batch with
+/// the apply state must be the one on disk (the raft batch deletes the old
+/// log, so it must come second), and on restart the store rebuilds its
+/// raft state from the snapshot and catches up.
 #[test]
 fn crash_between_snapshot_batches_2c() {
     test("crash_between_snapshot_batches_2c").run(
@@ -310,9 +318,22 @@ fn crash_between_snapshot_batches_2c() {
         |c| {
             c.must_put(b"k", b"v");
             write_past_the_cut(c, 3, "key ", 3 * GC_LIMIT, "k")?;
-            c.crash_after_snapshot_stored(3, EngineSide::Raft, 1);
+            // Storing the snapshot takes two writes: cut the power at the
+            // second one.
+            c.crash_after_snapshot_delivered(3, 2);
             c.net.heal();
             wait_for(c, 5 * SEC, "store 3 crashes storing the snapshot", |c| !c.is_up(3))?;
+            let apply = get_state::<RaftApplyState>(c.kv_engine(3), &keys::apply_state_key(1));
+            let raft = get_state::<RaftLocalState>(c.raft_engine(3), &keys::raft_state_key(1));
+            let commit = raft.hard_state.unwrap_or_default().commit;
+            if apply.applied_index <= commit {
+                return Err(format!(
+                    "the crash should fall between the snapshot's batches, with the apply state \
+                     the snapshot's and the raft state older; the disk has applied index {} and \
+                     commit index {commit}",
+                    apply.applied_index
+                ));
+            }
             c.restart_store(3);
             heal_and_catch_up(c, 3)?;
             c.crash_store(3);
