@@ -9,7 +9,7 @@
 //!
 //! Lab 2aa writes the parts an election needs (`new`, `last_index`,
 //! `term`, `is_up_to_date`, `append`); lab 2ab the rest of the replication
-//! logic; lab 2c the snapshot parts (`restore`, `snapshot`).
+//! logic; lab 2c the snapshot part (`restore`; `snapshot` is given).
 
 use tinykv_proto::eraftpb::{Entry, Snapshot};
 

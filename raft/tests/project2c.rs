@@ -5,7 +5,7 @@
 //! `RawNode` handing a received snapshot to the application, and a small
 //! cluster on the deterministic network of `harness` where a slow node
 //! catches up by snapshot. Every failure says what was expected, what
-//! happened, and where `docs/src/lab2a-raft.md` explains it.
+//! happened, and where `docs/src/lab2c-log-gc-and-snapshots.md` explains it.
 //!
 //! Nothing here reaches lab 3a code (membership changes, leader transfer):
 //! the membership only ever comes from a snapshot's `conf_state`.
@@ -23,7 +23,17 @@ use raft::{MemoryStorage, Raft, RawNode, StateRole};
 
 // ----- helpers ---------------------------------------------------------------
 
-// Section of docs/src/lab2a-raft.md.
+/// `harness::expect_eq`, pointing to this lab's chapter.
+fn expect_eq<T: PartialEq + std::fmt::Debug>(
+    got: T,
+    want: T,
+    what: impl std::fmt::Display,
+    section: &str,
+) {
+    harness::expect_eq_in(DOC, got, want, what, section);
+}
+
+// The section of the chapter (DOC) on snapshots at the raft level.
 const SNAP: &str = "Snapshots (lab 2c)";
 
 fn ent(index: u64, term: u64) -> Entry {
@@ -145,27 +155,22 @@ fn restore_sets_log_commit_and_members_2c() {
         hint_in(DOC, SNAP)
     );
     let log = &r.raft_log;
-    harness::expect_eq(log.last_index(), 11, "last index after restoring a snapshot at 11", SNAP);
-    harness::expect_eq(
+    expect_eq(log.last_index(), 11, "last index after restoring a snapshot at 11", SNAP);
+    expect_eq(
         log.term(11).ok(),
         Some(11),
         "term of the snapshot's index 11 after restore (the snapshot's term)",
         SNAP,
     );
-    harness::expect_eq(log.last_term(), 11, "last term after restore", SNAP);
-    harness::expect_eq(
-        log.committed,
-        11,
-        "commit index after restore (the snapshot's index)",
-        SNAP,
-    );
-    harness::expect_eq(
+    expect_eq(log.last_term(), 11, "last term after restore", SNAP);
+    expect_eq(log.committed, 11, "commit index after restore (the snapshot's index)", SNAP);
+    expect_eq(
         log.pending_snapshot.as_ref().map(meta),
         Some((11, 11)),
         "raft_log.pending_snapshot (index, term) after restore: the application must store it",
         SNAP,
     );
-    harness::expect_eq(
+    expect_eq(
         members(&r),
         vec![1, 2, 3],
         "members (prs) after restoring a snapshot whose conf_state is [1, 2, 3] on a node of [1, 2]",
@@ -189,21 +194,16 @@ fn restore_ignores_older_snapshot_2c() {
             hint_in(DOC, SNAP)
         );
         let ctx = format!("after ignoring a snapshot at {index} (committed 3)");
-        harness::expect_eq(r.raft_log.last_index(), 3, format!("last index {ctx}"), SNAP);
-        harness::expect_eq(r.raft_log.committed, 3, format!("commit index {ctx}"), SNAP);
-        harness::expect_eq(
-            r.raft_log.term(1).ok(),
-            Some(1),
-            format!("term of entry 1 {ctx}"),
-            SNAP,
-        );
-        harness::expect_eq(
+        expect_eq(r.raft_log.last_index(), 3, format!("last index {ctx}"), SNAP);
+        expect_eq(r.raft_log.committed, 3, format!("commit index {ctx}"), SNAP);
+        expect_eq(r.raft_log.term(1).ok(), Some(1), format!("term of entry 1 {ctx}"), SNAP);
+        expect_eq(
             r.raft_log.pending_snapshot.is_none(),
             true,
             format!("pending_snapshot is None {ctx}"),
             SNAP,
         );
-        harness::expect_eq(members(&r), vec![1, 2], format!("members (prs) {ctx}"), SNAP);
+        expect_eq(members(&r), vec![1, 2], format!("members (prs) {ctx}"), SNAP);
     }
 }
 
@@ -227,21 +227,21 @@ fn leader_sends_snapshot_when_next_is_compacted_2c() {
         hint_in(DOC, SNAP)
     );
     let m = snaps[0];
-    harness::expect_eq(m.term, 2, "term of the MsgSnapshot (the leader's term)", SNAP);
+    expect_eq(m.term, 2, "term of the MsgSnapshot (the leader's term)", SNAP);
     let s = m.snapshot.clone().unwrap_or_default();
-    harness::expect_eq(
+    expect_eq(
         meta(&s),
         (10, 1),
         "(index, term) in the MsgSnapshot's metadata (the storage's snapshot)",
         SNAP,
     );
-    harness::expect_eq(
+    expect_eq(
         s.metadata.and_then(|md| md.conf_state).map(|cs| cs.nodes),
         Some(vec![1, 2]),
         "conf_state nodes in the MsgSnapshot's metadata",
         SNAP,
     );
-    harness::expect_eq(
+    expect_eq(
         r.prs[&2].next_index,
         11,
         "leader's next index for 2 after sending a snapshot at 10",
@@ -274,7 +274,7 @@ fn leader_retries_when_snapshot_unavailable_2c() {
         harness::describe_all(&msgs),
         hint_in(DOC, SNAP)
     );
-    harness::expect_eq(r.state, StateRole::Leader, "role after a snapshot was unavailable", SNAP);
+    expect_eq(r.state, StateRole::Leader, "role after a snapshot was unavailable", SNAP);
     // The first heartbeat response: the storage still is not ready.
     step_no_panic(
         &mut r,
@@ -301,7 +301,7 @@ fn leader_retries_when_snapshot_unavailable_2c() {
         harness::describe_all(&msgs),
         hint_in(DOC, SNAP)
     );
-    harness::expect_eq(
+    expect_eq(
         meta(&snaps[0].snapshot.clone().unwrap_or_default()),
         (10, 1),
         "(index, term) of the retried MsgSnapshot",
@@ -328,11 +328,11 @@ fn follower_learns_leader_from_snapshot_2c() {
     {
         let _ = r.step(snap_msg(1, 2, 5, snap(11, 5, &[1, 2, 3])));
         let ctx = format!("{who}, after MsgSnapshot (11, 5) from 1 in term 5");
-        harness::expect_eq(r.state, StateRole::Follower, format!("role of {ctx}"), SNAP);
-        harness::expect_eq(r.term, 5, format!("term of {ctx}"), SNAP);
-        harness::expect_eq(r.lead, 1, format!("leader known to {ctx}"), SNAP);
-        harness::expect_eq(r.raft_log.last_index(), 11, format!("last index of {ctx}"), SNAP);
-        harness::expect_eq(r.raft_log.committed, 11, format!("commit index of {ctx}"), SNAP);
+        expect_eq(r.state, StateRole::Follower, format!("role of {ctx}"), SNAP);
+        expect_eq(r.term, 5, format!("term of {ctx}"), SNAP);
+        expect_eq(r.lead, 1, format!("leader known to {ctx}"), SNAP);
+        expect_eq(r.raft_log.last_index(), 11, format!("last index of {ctx}"), SNAP);
+        expect_eq(r.raft_log.committed, 11, format!("commit index of {ctx}"), SNAP);
         let msgs = take(r);
         let resp: Vec<(u64, u64, bool)> = msgs
             .iter()
@@ -355,23 +355,23 @@ fn follower_learns_leader_from_snapshot_2c() {
 fn snapshot_membership_replaces_peers_2c() {
     let mut r = harness::new_raft(2, vec![1, 2, 3], 10, 1);
     let _ = r.step(snap_msg(1, 2, 3, snap(20, 3, &[1, 2, 4, 5, 6])));
-    harness::expect_eq(
+    expect_eq(
         members(&r),
         vec![1, 2, 4, 5, 6],
         "members (prs) of node 2 of [1, 2, 3] after a snapshot whose conf_state is \
          [1, 2, 4, 5, 6] (3 removed, 4..=6 added)",
         SNAP,
     );
-    harness::expect_eq(r.quorum(), 3, "quorum after the snapshot's membership (5 members)", SNAP);
+    expect_eq(r.quorum(), 3, "quorum after the snapshot's membership (5 members)", SNAP);
     // A second, newer snapshot shrinks it again.
     let _ = r.step(snap_msg(1, 2, 3, snap(30, 3, &[1, 2])));
-    harness::expect_eq(
+    expect_eq(
         members(&r),
         vec![1, 2],
         "members (prs) after a newer snapshot whose conf_state is [1, 2]",
         SNAP,
     );
-    harness::expect_eq(r.raft_log.last_index(), 30, "last index after the second snapshot", SNAP);
+    expect_eq(r.raft_log.last_index(), 30, "last index after the second snapshot", SNAP);
 }
 
 /// After `MsgSnapshot`, the snapshot waits in `raft_log.pending_snapshot`
@@ -382,7 +382,7 @@ fn pending_snapshot_exposed_in_ready_2c() {
     let store = MemoryStorage::new_with_conf_state(vec![1, 2, 3]);
     let mut node = RawNode::new(&harness::config(2), store.clone()).expect("RawNode::new");
     node.step(snap_msg(1, 2, 2, snap(10, 2, &[1, 2, 3]))).expect("step MsgSnapshot");
-    harness::expect_eq(
+    expect_eq(
         node.raft().raft_log.pending_snapshot.as_ref().map(meta),
         Some((10, 2)),
         "raft_log.pending_snapshot (index, term) after MsgSnapshot (10, 2)",
@@ -394,8 +394,8 @@ fn pending_snapshot_exposed_in_ready_2c() {
         hint_in(DOC, SNAP)
     );
     let rd = node.ready();
-    harness::expect_eq(meta(&rd.snapshot), (10, 2), "Ready::snapshot (index, term)", SNAP);
-    harness::expect_eq(
+    expect_eq(meta(&rd.snapshot), (10, 2), "Ready::snapshot (index, term)", SNAP);
+    expect_eq(
         rd.snapshot.data.clone(),
         b"state machine".to_vec(),
         "Ready::snapshot data (the leader's state machine)",
@@ -414,16 +414,16 @@ fn pending_snapshot_exposed_in_ready_2c() {
     }
     store.append(&rd.entries).expect("append");
     node.advance(rd);
-    harness::expect_eq(
+    expect_eq(
         node.raft().raft_log.pending_snapshot.is_none(),
         true,
         "pending_snapshot is None after the application stored it and advanced",
         SNAP,
     );
-    harness::expect_eq(node.raft().raft_log.first_index(), 11, "first index after advance", SNAP);
-    harness::expect_eq(node.raft().raft_log.last_index(), 10, "last index after advance", SNAP);
+    expect_eq(node.raft().raft_log.first_index(), 11, "first index after advance", SNAP);
+    expect_eq(node.raft().raft_log.last_index(), 10, "last index after advance", SNAP);
     let rd = node.ready();
-    harness::expect_eq(meta(&rd.snapshot), (0, 0), "Ready::snapshot once stored (none)", SNAP);
+    expect_eq(meta(&rd.snapshot), (0, 0), "Ready::snapshot once stored (none)", SNAP);
 }
 
 /// Entries committed after a snapshot that is still pending wait for the
@@ -442,8 +442,8 @@ fn ready_holds_back_entries_after_a_pending_snapshot_2c() {
     app.commit = 12;
     node.step(app).expect("step MsgAppend after the snapshot");
     let rd = node.ready();
-    harness::expect_eq(meta(&rd.snapshot), (10, 2), "Ready::snapshot (index, term)", SNAP);
-    harness::expect_eq(
+    expect_eq(meta(&rd.snapshot), (10, 2), "Ready::snapshot (index, term)", SNAP);
+    expect_eq(
         rd.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(),
         vec![],
         "Ready::committed_entries while the snapshot is pending (they wait for the next Ready)",
@@ -457,7 +457,7 @@ fn ready_holds_back_entries_after_a_pending_snapshot_2c() {
     node.advance(rd);
     assert!(node.has_ready(), "has_ready once the snapshot is stored: entries 11 and 12 wait");
     let rd = node.ready();
-    harness::expect_eq(
+    expect_eq(
         rd.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(),
         vec![11, 12],
         "Ready::committed_entries once the snapshot is stored",
@@ -480,25 +480,25 @@ fn restart_from_snapshot_and_entries_2c() {
     let r = Raft::new(&harness::config(2), store).expect("Raft::new");
     let ctx = "node restarted over a snapshot at (5, 2) plus entries 6..=8, hard state \
                (term 3, vote 1, commit 7)";
-    harness::expect_eq(r.raft_log.first_index(), 6, format!("first index of a {ctx}"), SNAP);
-    harness::expect_eq(r.raft_log.last_index(), 8, format!("last index of a {ctx}"), SNAP);
-    harness::expect_eq(r.raft_log.last_term(), 3, format!("last term of a {ctx}"), SNAP);
-    harness::expect_eq(
+    expect_eq(r.raft_log.first_index(), 6, format!("first index of a {ctx}"), SNAP);
+    expect_eq(r.raft_log.last_index(), 8, format!("last index of a {ctx}"), SNAP);
+    expect_eq(r.raft_log.last_term(), 3, format!("last term of a {ctx}"), SNAP);
+    expect_eq(
         r.raft_log.term(5).ok(),
         Some(2),
         format!("term of the snapshot's index 5 of a {ctx}"),
         SNAP,
     );
-    harness::expect_eq(r.raft_log.committed, 7, format!("commit index of a {ctx}"), SNAP);
-    harness::expect_eq(
+    expect_eq(r.raft_log.committed, 7, format!("commit index of a {ctx}"), SNAP);
+    expect_eq(
         r.raft_log.applied,
         5,
         format!("applied index of a {ctx} (the snapshot is applied)"),
         SNAP,
     );
-    harness::expect_eq((r.term, r.vote), (3, 1), format!("(term, vote) of a {ctx}"), SNAP);
-    harness::expect_eq(members(&r), vec![1, 2, 3], format!("members of a {ctx}"), SNAP);
-    harness::expect_eq(r.state, StateRole::Follower, format!("role of a {ctx}"), SNAP);
+    expect_eq((r.term, r.vote), (3, 1), format!("(term, vote) of a {ctx}"), SNAP);
+    expect_eq(members(&r), vec![1, 2, 3], format!("members of a {ctx}"), SNAP);
+    expect_eq(r.state, StateRole::Follower, format!("role of a {ctx}"), SNAP);
 }
 
 /// Node 3 is isolated while the others commit 20 entries; the leader then
@@ -560,14 +560,9 @@ fn slow_node_catches_up_by_snapshot_2c() {
         net.summary(),
         hint_in(DOC, SNAP)
     );
-    harness::expect_eq(
-        net.peer(3).raft_log.term(21).ok(),
-        Some(1),
-        "term of node 3's entry 21",
-        SNAP,
-    );
-    harness::expect_eq(net.peer(3).lead, 1, "leader known to node 3", SNAP);
-    harness::expect_eq(net.peer(1).prs[&3].matched, 21, "leader's matched index for 3", SNAP);
+    expect_eq(net.peer(3).raft_log.term(21).ok(), Some(1), "term of node 3's entry 21", SNAP);
+    expect_eq(net.peer(3).lead, 1, "leader known to node 3", SNAP);
+    expect_eq(net.peer(1).prs[&3].matched, 21, "leader's matched index for 3", SNAP);
 }
 
 // ----- property tests ---------------------------------------------------------

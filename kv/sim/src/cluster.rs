@@ -136,7 +136,9 @@ enum Event {
     /// A client command reaches a store.
     Command { store: u64, token: Token, req: Box<RaftCmdRequest> },
     /// An answer reaches its client.
-    Answer { token: Token, resp: Box<CmdResponse> },
+    /// `read` holds a scan's rows, read when the store answered (the
+    /// store may crash before the answer arrives).
+    Answer { token: Token, resp: Box<CmdResponse>, read: Option<OpResult> },
     /// A client gives up waiting for the answer to `token`.
     Timeout { client: u64, token: Token },
     /// A store's background task runs; ignored if the store restarted.
@@ -460,7 +462,7 @@ impl Cluster {
             Event::Tick { store, incarnation } => self.on_tick(store, incarnation),
             Event::Deliver { to, msg } => self.on_deliver(to, *msg),
             Event::Command { store, token, req } => self.on_command(store, token, *req),
-            Event::Answer { token, resp } => self.on_answer(token, *resp),
+            Event::Answer { token, resp, read } => self.on_answer(token, *resp, read),
             Event::Timeout { client, token } => self.on_timeout(client, token),
             Event::Task { store, incarnation, task } => self.on_task(store, incarnation, *task),
             Event::DeliverSnapshot { to, msg, data } => self.on_deliver_snapshot(to, *msg, data),
@@ -559,9 +561,10 @@ impl Cluster {
     }
 
     /// Arms a crash of store `id` at its `n`-th write, to either engine,
-    /// after the next snapshot message is handed to it. Storing a
-    /// snapshot takes two writes (a kv batch and a raft batch), so `n = 2`
-    /// cuts the power between them, whatever their order.
+    /// while it handles the next snapshot message that makes it write at
+    /// least `n` times (a snapshot that raft ignores does not count).
+    /// Storing a snapshot takes two writes (a kv batch and a raft batch),
+    /// so `n = 2` cuts the power between them, whatever their order.
     pub fn crash_after_snapshot_delivered(&mut self, id: u64, n: u64) {
         self.stores[&id].crash.on_snapshot_delivered.store(n.max(1), Ordering::Relaxed);
     }
@@ -713,7 +716,8 @@ impl Cluster {
         }
         for (token, resp) in fx.answers {
             let delay = self.net.latency(&mut self.rng);
-            self.schedule(delay, Event::Answer { token, resp: Box::new(resp) });
+            let read = self.read_now(token, &resp);
+            self.schedule(delay, Event::Answer { token, resp: Box::new(resp), read });
         }
         let incarnation = self.stores[&id].incarnation;
         for task in fx.tasks {
@@ -817,12 +821,16 @@ impl Cluster {
         match received {
             Ok(()) => {
                 self.snapshot_stats.delivered += 1;
-                let plan = &self.stores[&to].crash;
+                let plan = self.stores[&to].crash.clone();
                 let n = plan.on_snapshot_delivered.swap(0, Ordering::Relaxed);
-                if n > 0 {
-                    plan.any.store(n, Ordering::Relaxed);
-                }
+                plan.any.store(n, Ordering::Relaxed);
                 self.on_deliver(to, msg);
+                if n > 0 && self.is_up(to) {
+                    // The store did not store this snapshot then and there
+                    // (raft ignored it, say): wait for the next one.
+                    plan.any.store(0, Ordering::Relaxed);
+                    plan.on_snapshot_delivered.store(n, Ordering::Relaxed);
+                }
             }
             Err(e) => {
                 self.snapshot_stats.rejected += 1;
@@ -1050,7 +1058,18 @@ impl Cluster {
         self.attempt(client);
     }
 
-    fn on_answer(&mut self, token: Token, resp: CmdResponse) {
+    /// A client scan's rows, read from the answer's engine snapshot while
+    /// the answering store still runs (as a server reads them before it
+    /// replies).
+    fn read_now(&self, token: Token, resp: &CmdResponse) -> Option<OpResult> {
+        let (client, _) = self.tokens.get(&token)?;
+        let record = self.clients.get(client)?.op.as_ref()?.record;
+        let kind = &self.history.ops[record].kind;
+        let ok = response_error(&resp.resp).is_none();
+        (ok && matches!(kind, OpKind::Scan { .. })).then(|| read_result(kind, resp))
+    }
+
+    fn on_answer(&mut self, token: Token, resp: CmdResponse, read: Option<OpResult>) {
         if let Some(slot) = self.direct.get_mut(&token) {
             *slot = Some(resp);
             return;
@@ -1078,7 +1097,7 @@ impl Cluster {
         c.last_done = Some(p.record);
         let record = &mut self.history.ops[p.record];
         record.ret_us = Some(self.now);
-        record.result = Some(read_result(&record.kind, &resp));
+        record.result = Some(read.unwrap_or_else(|| read_result(&record.kind, &resp)));
     }
 
     /// Runs `kind` as `client` until it succeeds (retrying through

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::cluster::{Cluster, MS, SEC};
+use crate::cluster::{Cluster, EngineSide, MS, SEC};
 use crate::history::{OpKind, OpResult, show};
 
 /// What a generic test does.
@@ -43,6 +43,11 @@ pub struct Workload {
     /// Lab 2c: the most applied entries a peer's log may hold (applied −
     /// truncated index), checked after every event; `None`: unchecked.
     pub max_log_gap: Option<u64>,
+    /// Lab 2c: during rounds, cut a random store's power at a random
+    /// upcoming write (to its kv or raft engine, whatever makes it:
+    /// persisting, applying, a snapshot task, log GC), and restart it a
+    /// little later.
+    pub random_crashes: bool,
 }
 
 impl Workload {
@@ -56,6 +61,7 @@ impl Workload {
             crash: false,
             shared_keys: 3,
             max_log_gap: None,
+            random_crashes: false,
         }
     }
 }
@@ -71,6 +77,8 @@ pub struct RunStats {
     pub partitions: u64,
     /// The largest applied − truncated index seen on any peer.
     pub max_log_gap: u64,
+    /// Crashes at random writes that happened.
+    pub random_crashes: u64,
 }
 
 /// The key of client `client`'s `seq`-th append.
@@ -127,6 +135,8 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
         cluster.fault(format!("round {} starts", round + 1));
         let end = cluster.now() + w.round_us;
         let mut next_partition = cluster.now() + 100 * MS;
+        let mut next_crash = cluster.now() + 150 * MS;
+        let mut next_restart_check = cluster.now();
         // Run the round: clients go on until its end.
         while cluster.now() < end {
             for (i, st) in clients.iter_mut().enumerate() {
@@ -141,12 +151,32 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
                 stats.partitions += 1;
                 next_partition = cluster.now() + 200 * MS + cluster.rng().next_u64() % (600 * MS);
             }
+            if w.random_crashes && cluster.now() >= next_crash {
+                arm_random_crash(cluster);
+                next_crash = cluster.now() + 200 * MS + cluster.rng().next_u64() % (500 * MS);
+            }
+            if w.random_crashes && cluster.now() >= next_restart_check {
+                for id in cluster.store_ids() {
+                    if !cluster.is_up(id) {
+                        stats.random_crashes += 1;
+                        cluster.restart_store(id);
+                    }
+                }
+                next_restart_check = cluster.now() + 100 * MS;
+            }
             if !cluster.step() {
                 break;
             }
             check_log_gap(cluster, w, &mut stats)?;
         }
-        // Heal, and let every client finish what it has in flight.
+        // Restart what crashed, heal, and let every client finish what it
+        // has in flight.
+        for id in cluster.store_ids() {
+            if !cluster.is_up(id) {
+                stats.random_crashes += 1;
+                cluster.restart_store(id);
+            }
+        }
         if cluster.net.groups().is_some() {
             cluster.net.heal();
             cluster.fault("partitions healed".into());
@@ -254,6 +284,15 @@ fn start_next(cluster: &mut Cluster, client: u64, st: &mut ClientState, w: &Work
         }
     };
     cluster.start_op(client, kind);
+}
+
+/// Plans a crash of a random store at one of its next writes.
+fn arm_random_crash(cluster: &mut Cluster) {
+    let ids = cluster.store_ids();
+    let id = ids[cluster.rng().range(0, ids.len())];
+    let side = if cluster.rng().range(0, 2) == 0 { EngineSide::Kv } else { EngineSide::Raft };
+    let n = cluster.rng().range(1, 40) as u64;
+    cluster.crash_at_write(id, side, n);
 }
 
 /// A random partition: the stores split into two sides (the leader's side

@@ -39,7 +39,9 @@ fn with_log_gc(mut cfg: ClusterConfig) -> ClusterConfig {
 
 /// A generic test with log GC: `clients` clients for three rounds, with
 /// the faults named. With partitions, some store must have caught up by
-/// snapshot.
+/// snapshot. With crashes, stores also lose power at random writes during
+/// rounds (persisting, applying, building or applying a snapshot, log GC)
+/// and restart, besides all crashing between rounds.
 fn generic(name: &'static str, clients: u64, unreliable: bool, partitions: bool, crash: bool) {
     test(name).run(
         5,
@@ -53,10 +55,14 @@ fn generic(name: &'static str, clients: u64, unreliable: bool, partitions: bool,
             let mut w = Workload::new(clients);
             w.partitions = partitions;
             w.crash = crash;
+            w.random_crashes = crash;
             w.max_log_gap = Some(MAX_LOG_GAP);
             let stats = workload::run(cluster, &w)?;
             if stats.appends < 20 {
                 return Err(format!("only {} appends got through: {stats:?}", stats.appends));
+            }
+            if crash && stats.random_crashes == 0 {
+                return Err(format!("no store crashed at a random write: {stats:?}"));
             }
             check_log_on_disk(cluster)?;
             if partitions && cluster.snapshot_stats.delivered == 0 {
@@ -119,7 +125,8 @@ fn region_state(c: &Cluster, id: u64) -> PeerState {
     state.state()
 }
 
-/// Runs until `cond` holds, or fails after `limit_us` of virtual time.
+/// Runs until `cond` holds, or fails after `limit_us` of virtual time;
+/// checks the log bound after every event.
 fn wait_for(
     c: &mut Cluster,
     limit_us: u64,
@@ -131,6 +138,19 @@ fn wait_for(
         if c.now() > until || !c.step() {
             return Err(format!("{what}: not within {}ms", limit_us / MS));
         }
+        check_log_gap(c)?;
+    }
+    Ok(())
+}
+
+/// No peer's log holds more than [`MAX_LOG_GAP`] applied entries.
+fn check_log_gap(c: &Cluster) -> Result<(), String> {
+    let (gap, store) = c.max_log_gap();
+    if gap > MAX_LOG_GAP {
+        return Err(format!(
+            "store {store}'s log holds {gap} applied entries (applied − truncated index), more \
+             than {MAX_LOG_GAP}: the log is not being compacted"
+        ));
     }
     Ok(())
 }
@@ -213,12 +233,8 @@ fn one_snapshot_2c() {
             if stored(c, 1, "k2").is_some() {
                 return Err("store 1 still has k2, deleted while it was cut off".into());
             }
-            if truncated(c, 1) == 0 || c.max_log_gap().0 > MAX_LOG_GAP {
-                return Err(format!(
-                    "after the snapshot: store 1 truncated at {}, largest log gap {:?}",
-                    truncated(c, 1),
-                    c.max_log_gap()
-                ));
+            if truncated(c, 1) == 0 {
+                return Err("after the snapshot store 1's log is not truncated".into());
             }
             c.crash_store(1);
             c.restart_store(1);
@@ -393,12 +409,21 @@ fn log_stays_bounded_under_a_long_run_2c() {
             w.rounds = 8;
             w.partitions = true;
             w.crash = true;
+            w.random_crashes = true;
             w.max_log_gap = Some(MAX_LOG_GAP);
             let stats = workload::run(c, &w)?;
             check_log_on_disk(c)?;
+            let on_disk = c.store_ids().iter().map(|&id| c.raft_log_entries(id)).max();
             println!(
-                "{} appends, largest applied − truncated {}, snapshots {:?}",
-                stats.appends, stats.max_log_gap, c.snapshot_stats
+                "{} appends, {} random crashes, largest applied − truncated {}, most log \
+                 entries on a disk at the end {}, snapshots sent {} delivered {} ({} bytes)",
+                stats.appends,
+                stats.random_crashes,
+                stats.max_log_gap,
+                on_disk.unwrap_or(0),
+                c.snapshot_stats.sent,
+                c.snapshot_stats.delivered,
+                c.snapshot_stats.bytes
             );
             Ok(())
         },

@@ -76,8 +76,19 @@ pub fn expect_eq<T: PartialEq + std::fmt::Debug>(
     what: impl std::fmt::Display,
     section: &str,
 ) {
+    expect_eq_in("lab2a-raft.md", got, want, what, section);
+}
+
+/// Like [`expect_eq`], pointing to a section of another chapter.
+pub fn expect_eq_in<T: PartialEq + std::fmt::Debug>(
+    chapter: &str,
+    got: T,
+    want: T,
+    what: impl std::fmt::Display,
+    section: &str,
+) {
     if got != want {
-        panic!("{what}: expected {want:?}, got {got:?}. {}", hint(section));
+        panic!("{what}: expected {want:?}, got {got:?}. {}", hint_in(chapter, section));
     }
 }
 
