@@ -63,7 +63,10 @@ impl Peer {
     /// [`Error::Invalid`] for any other admin command.
     pub fn execute_admin(&mut self, req: &AdminRequest) -> Result<AdminResponse> {
         match (req.cmd_type(), &req.compact_log) {
-            (AdminCmdType::CompactLog, Some(compact)) => self.exec_compact_log(compact),
+            (AdminCmdType::CompactLog, Some(compact)) => {
+                self.log_compacted_to = self.log_compacted_to.max(compact.compact_index);
+                self.exec_compact_log(compact)
+            }
             (t, _) => Err(Error::Invalid(format!("unsupported admin command {t:?}"))),
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! Without GC the raft log grows forever. Every
 //! `raft_log_gc_tick_interval` ticks a leader checks how far its applied
-//! index is past the first log index; once that is at least
+//! index is past the last compaction; once that is at least
 //! `raft_log_gc_count_limit`, it proposes a `CompactLog` admin command
 //! ([`Peer::maybe_compact_log`], given; also checked after entries apply,
 //! so that a fast stream of writes cannot outrun the tick). Like any command, it goes
@@ -43,36 +43,42 @@ impl Peer {
 
     /// The GC check (given), on every GC tick and after entries apply: a
     /// leader whose applied index is at least `raft_log_gc_count_limit`
-    /// past the first log index proposes `CompactLog` up to the entry
-    /// before the applied one, unless a `CompactLog` it proposed has not
-    /// applied yet. It keeps the entries a follower still needs if that
-    /// follower is less than half the limit behind (a follower further
-    /// behind gets a snapshot instead).
+    /// past the last `CompactLog` applied proposes `CompactLog` up to the
+    /// entry before the applied one, unless a `CompactLog` it proposed has
+    /// not applied yet. It keeps the entries a follower still needs if
+    /// that follower is less than half the limit behind (a follower
+    /// further behind gets a snapshot instead), and those after a snapshot
+    /// handed out less than half the limit ago.
     pub fn maybe_compact_log(&mut self) {
         if !self.is_leader() || self.applying_snapshot {
             return;
         }
+        // Where the log is compacted on every replica: the last CompactLog
+        // applied (this peer's own truncated index may be further on, if
+        // it took a snapshot).
+        let compacted = self.log_compacted_to;
+        if self.compact_proposed.is_some_and(|index| index > compacted) {
+            return;
+        }
         let ps = self.storage();
         let applied = ps.applied_index();
-        let first = ps.truncated().index + 1;
-        if self.compact_proposed.is_some_and(|index| index >= first) {
+        if applied.saturating_sub(compacted) < self.gc_count_limit {
             return;
         }
-        if applied <= first || applied - first < self.gc_count_limit {
-            return;
-        }
-        // Keep what a follower still needs, unless it is more than the
-        // limit behind (it gets a snapshot then).
+        // Keep what a follower less than half the limit behind still
+        // needs, and the entries after a snapshot handed out lately (its
+        // follower will need them next). A follower further behind gets
+        // a snapshot anyway.
+        let near = self.gc_count_limit / 2;
         let raft = &self.raft_group.raft;
-        let replicated = raft
-            .prs
-            .iter()
-            .filter(|&(&id, _)| id != raft.id)
-            .map(|(_, pr)| pr.matched)
-            .min()
-            .unwrap_or(applied);
-        let compact_index = replicated.min(applied - 1).max(applied - self.gc_count_limit / 2);
-        if compact_index < first {
+        let followers = raft.prs.iter().filter(|&(&id, _)| id != raft.id).map(|(_, pr)| pr.matched);
+        let compact_index = followers
+            .chain(std::iter::once(ps.last_snapshot_index()))
+            .filter(|&index| applied.saturating_sub(index) <= near)
+            .fold(applied - 1, u64::min)
+            // Not before this peer's own log start: it must know the term.
+            .max(ps.truncated().index);
+        if compact_index <= compacted {
             return;
         }
         let Ok(compact_term) = raft::Storage::term(ps, compact_index) else { return };
@@ -90,7 +96,7 @@ impl Peer {
                 ..Default::default()
             }),
         };
-        log::debug!("{} proposes CompactLog up to {compact_index} (first {first})", self.tag);
+        log::debug!("{} proposes CompactLog up to {compact_index} (from {compacted})", self.tag);
         match self.raft_group.propose(req.encode_to_vec()) {
             Ok(()) => self.compact_proposed = Some(compact_index),
             Err(e) => log::debug!("{} could not propose CompactLog: {e}", self.tag),

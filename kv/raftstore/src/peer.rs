@@ -72,6 +72,10 @@ pub struct Peer {
     /// The compact index of a `CompactLog` this peer proposed that has
     /// not applied yet (cleared on every GC tick, in case it was lost).
     pub(crate) compact_proposed: Option<u64>,
+    /// The compact index of the last `CompactLog` this peer applied: how
+    /// far every replica's log is compacted. 0 when unknown (after a start
+    /// or a snapshot), which makes a leader propose one soon.
+    pub(crate) log_compacted_to: u64,
 }
 
 impl Peer {
@@ -112,6 +116,7 @@ impl Peer {
             gc_tick_interval: cfg.raft_log_gc_tick_interval.max(1),
             gc_count_limit: cfg.raft_log_gc_count_limit,
             compact_proposed: None,
+            log_compacted_to: 0,
         })
     }
 
@@ -274,6 +279,7 @@ impl Peer {
     /// Call it from [`handle_raft_ready`](Self::handle_raft_ready) (lab 2c).
     pub fn on_snapshot_stored(&mut self, result: ApplySnapResult, ctx: &mut dyn Context) {
         self.applying_snapshot = true;
+        self.log_compacted_to = 0;
         self.schedule_snapshot_apply(result.key, ctx);
     }
 

@@ -115,6 +115,8 @@ pub struct PeerStorage {
     snap_gen: RefCell<GenState>,
     /// Generations that failed in a row (at most [`MAX_SNAP_GEN_TRIES`]).
     gen_tries: Cell<u32>,
+    /// The index of the last snapshot handed to raft (0: none).
+    last_snapshot_index: Cell<u64>,
 }
 
 impl PeerStorage {
@@ -141,6 +143,7 @@ impl PeerStorage {
             tag,
             snap_gen: RefCell::default(),
             gen_tries: Cell::new(0),
+            last_snapshot_index: Cell::new(0),
         };
         if ps.hard_state().commit < ps.apply_state.applied_index {
             ps.recover_snapshot_raft_state()?;
@@ -315,7 +318,7 @@ impl PeerStorage {
         //     todo!("lab 2c: store rd.snapshot in PeerStorage::save_ready_state (kv/raftstore/src/peer_storage.rs)")
         // }
         // let _ = (&mut kv_wb, &mut raft_wb);
-        // let applied = None;
+        // let applied: Option<ApplySnapResult> = None;
         // SOLUTION END
         // SOLUTION BEGIN lab 2b
         self.append(&rd.entries, &mut raft_wb);
@@ -429,6 +432,11 @@ impl PeerStorage {
         }
     }
 
+    /// The index of the last snapshot handed to raft (0: none yet).
+    pub fn last_snapshot_index(&self) -> u64 {
+        self.last_snapshot_index.get()
+    }
+
     /// Where snapshot generation stands.
     pub fn gen_state(&self) -> GenState {
         self.snap_gen.borrow().clone()
@@ -524,6 +532,7 @@ impl raft::Storage for PeerStorage {
                     ));
                 }
                 self.gen_tries.set(0);
+                self.last_snapshot_index.set(index);
                 Ok(snap)
             }
             GenState::Failed(why) => self.retry_generation(why),

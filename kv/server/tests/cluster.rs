@@ -284,3 +284,64 @@ fn a_stopped_store_catches_up_by_snapshot_over_grpc() {
     assert_eq!(after.data.get(b"after".as_slice()), Some(&b"snapshot".to_vec()));
     assert_eq!(after.snapshot_files, 0, "applied snapshot files must be deleted");
 }
+
+/// A snapshot stream that does not check out (wrong checksum, fewer bytes
+/// than announced, no message) is refused with a clear error, and the
+/// store goes on as before.
+#[test]
+fn a_bad_snapshot_stream_is_rejected_with_a_clear_error() {
+    use tinykv_proto::eraftpb::{Message, MessageType, Snapshot, SnapshotMetadata};
+    use tinykv_proto::metapb;
+    use tinykv_proto::raft_serverpb::{
+        RaftMessage, RaftSnapshotData, SnapshotCfFile, SnapshotChunk, SnapshotMeta,
+    };
+
+    let c = TestCluster::new(3);
+    c.put("k", "v");
+    let region = metapb::Region { id: 1, ..Default::default() };
+    let meta = SnapshotMeta {
+        cf_files: ["default", "lock", "write"]
+            .iter()
+            .map(|cf| SnapshotCfFile {
+                cf: cf.to_string(),
+                size: if *cf == "default" { 10 } else { 0 },
+                checksum: if *cf == "default" { 0x1234_5678 } else { 0 },
+            })
+            .collect(),
+    };
+    let data =
+        RaftSnapshotData { region: Some(region), file_size: 10, data: vec![], meta: Some(meta) };
+    let msg = RaftMessage {
+        region_id: 1,
+        from_peer: Some(metapb::Peer { id: 1, store_id: 1 }),
+        to_peer: Some(metapb::Peer { id: 2, store_id: 2 }),
+        message: Some(Message {
+            msg_type: MessageType::MsgSnapshot as i32,
+            snapshot: Some(Snapshot {
+                data: data.encode_to_vec(),
+                metadata: Some(SnapshotMetadata { conf_state: None, index: 900, term: 900 }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let send = |chunks: Vec<SnapshotChunk>| -> String {
+        let mut client = c.client(2).expect("store 2 is up");
+        let stream = tokio_stream::iter(chunks);
+        match c.rt.block_on(client.snapshot(stream)) {
+            Ok(_) => "accepted".into(),
+            Err(status) => format!("{:?}: {}", status.code(), status.message()),
+        }
+    };
+    let chunk =
+        |message: Option<RaftMessage>, data: &[u8]| SnapshotChunk { message, data: data.to_vec() };
+    let wrong = send(vec![chunk(Some(msg.clone()), b"0123456789")]);
+    assert!(wrong.contains("InvalidArgument") && wrong.contains("checksum"), "{wrong}");
+    let short = send(vec![chunk(Some(msg.clone()), b"01234")]);
+    assert!(short.contains("InvalidArgument") && short.contains("truncated"), "{short}");
+    let headless = send(vec![chunk(None, b"0123456789")]);
+    assert!(headless.contains("InvalidArgument") && headless.contains("no message"), "{headless}");
+    assert_eq!(c.get("k"), Some(b"v".to_vec()), "the store goes on as before");
+    c.put("k2", "v2");
+    assert_eq!(c.get("k2"), Some(b"v2".to_vec()));
+}
