@@ -258,6 +258,9 @@ struct CrashPlan {
     any: Arc<AtomicU64>,
     /// Armed when a snapshot message is delivered: `any` is set to it.
     on_snapshot_delivered: Arc<AtomicU64>,
+    /// Crash at the next log GC batch (`Some(0)`), or at the n-th raft
+    /// write after it (`Some(n)`).
+    at_log_gc: Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 impl CrashPlan {
@@ -268,6 +271,7 @@ impl CrashPlan {
         *self.after_snapshot.lock().expect("crash plan") = None;
         self.any.store(0, Ordering::Relaxed);
         self.on_snapshot_delivered.store(0, Ordering::Relaxed);
+        *self.at_log_gc.lock().expect("crash plan") = None;
     }
 
     /// Counts a write down on `countdown`: true if the power goes out now.
@@ -285,6 +289,17 @@ impl CrashPlan {
             EngineSide::Raft => &self.raft,
         }
     }
+}
+
+/// Whether `batch` is the log GC worker's: only deletes of log entries.
+fn deletes_log_entries(batch: &WriteBatch) -> bool {
+    !batch.is_empty()
+        && batch.ops().iter().all(|op| match op {
+            tinykv_engine::WriteOp::Delete { cf: Cf::Meta, key } => {
+                tinykv_engine::keys::decode_raft_log_key(key).is_ok()
+            }
+            _ => false,
+        })
 }
 
 /// Whether `batch` stores a snapshot: puts a region state `Applying`.
@@ -567,6 +582,14 @@ impl Cluster {
     /// so `n = 2` cuts the power between them, whatever their order.
     pub fn crash_after_snapshot_delivered(&mut self, id: u64, n: u64) {
         self.stores[&id].crash.on_snapshot_delivered.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Arms a crash of store `id` at its next log GC (the worker's batch
+    /// that deletes compacted entries) with `n = 0`, or at its `n`-th raft
+    /// write after that batch (`n = 2`: after the next `Ready` made the
+    /// deletions durable).
+    pub fn crash_at_log_gc(&mut self, id: u64, n: u64) {
+        *self.stores[&id].crash.at_log_gc.lock().expect("crash plan") = Some(n);
     }
 
     /// The raft engine of store `id`, as it is now (also when the store is
@@ -1190,7 +1213,20 @@ impl Engine for CrashingEngine {
             return Err(tinykv_engine::Error::Engine(CRASH_MARK.into()));
         }
         let snapshot = self.side == EngineSide::Kv && stores_snapshot(&batch);
+        let mut after_gc = None;
+        if self.side == EngineSide::Raft && deletes_log_entries(&batch) {
+            let mut at = self.plan.at_log_gc.lock().expect("plan");
+            if *at == Some(0) {
+                *at = None;
+                self.plan.down.store(true, Ordering::Relaxed);
+                return Err(tinykv_engine::Error::Engine(CRASH_MARK.into()));
+            }
+            after_gc = at.take();
+        }
         self.inner.write(batch)?;
+        if let Some(n) = after_gc {
+            self.plan.raft.store(n, Ordering::Relaxed);
+        }
         if snapshot && let Some((side, n)) = self.plan.after_snapshot.lock().expect("plan").take() {
             self.plan.countdown(side).store(n, Ordering::Relaxed);
         }

@@ -356,6 +356,39 @@ fn crash_between_snapshot_batches_2c() {
     );
 }
 
+/// The power goes out in the middle of log GC (the deletion of compacted
+/// entries is lost), and again just after one (the deletion reached the
+/// disk with the next `Ready`): each time the store restarts with a log
+/// that starts where its truncated state says, and catches up.
+#[test]
+fn crash_during_log_gc_2c() {
+    test("crash_during_log_gc_2c").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            for (round, n) in [0u64, 2].into_iter().enumerate() {
+                c.crash_at_log_gc(2, n);
+                let mut i = 0;
+                while c.is_up(2) {
+                    if i > 10 * GC_LIMIT {
+                        return Err(format!("store 2 never ran log GC in {i} writes"));
+                    }
+                    c.must_put(format!("r{round} {i:04}").as_bytes(), b"v");
+                    i += 1;
+                }
+                let during = if n == 0 { "RaftLogGc" } else { "a write" };
+                if !c.history.faults.iter().any(|f| f.what.contains(during)) {
+                    return Err(format!("store 2 went down, but not in the middle of {during}"));
+                }
+                c.restart_store(2);
+                heal_and_catch_up(c, 2)?;
+                c.history.faults.clear();
+            }
+            Ok(())
+        },
+    );
+}
+
 /// A snapshot corrupted in transit is rejected with a clear error and
 /// changes nothing on the receiver; the next one gets through.
 #[test]
@@ -411,11 +444,17 @@ fn log_stays_bounded_under_a_long_run_2c() {
             let stats = workload::run(c, &w)?;
             check_log_on_disk(c)?;
             let on_disk = c.store_ids().iter().map(|&id| c.raft_log_entries(id)).max();
+            let crashed_in =
+                |what: &str| c.history.faults.iter().filter(|f| f.what.contains(what)).count();
             println!(
-                "{} appends, {} random crashes, largest applied − truncated {}, most log \
-                 entries on a disk at the end {}, snapshots sent {} delivered {} ({} bytes)",
+                "{} appends, {} random crashes (in a Ready: {}, applying a snapshot: {}, log GC: \
+                 {}), largest applied − truncated {}, most log entries on a disk at the end {}, \
+                 snapshots sent {} delivered {} ({} bytes)",
                 stats.appends,
                 stats.random_crashes,
+                crashed_in("crashed in the middle of a write"),
+                crashed_in("crashed in the middle of ApplySnapshot"),
+                crashed_in("crashed in the middle of RaftLogGc"),
                 stats.max_log_gap,
                 on_disk.unwrap_or(0),
                 c.snapshot_stats.sent,
