@@ -23,7 +23,7 @@ LAB_TARGETS = project1 project2 project2a project2aa project2ab project2ac proje
 
 help:
 	@echo "make run                 build and start tinykv-server --standalone on $(DATA) at $(ADDR)"
-	@echo "make test                workspace tests (and the 2b suite on fjall), then 'labs verify'"
+	@echo "make test                workspace tests (and the 2b and 2c suites on fjall), then 'labs verify'"
 	@echo "make project1 ... project4c   a lab's graded suite (TEST=name SEED=n SEEDS=k)"
 	@echo "make handout STAGE=1 [OUT=dir]   the student repository up to a lab"
 	@echo "make verify [STAGE=lab]  build the handout and check that every graded test fails on the stubs"
@@ -48,8 +48,8 @@ test: test-workspace verify
 test-workspace:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
-	@echo "lab 2b suite once more, on fjall engines instead of memory disks:"
-	TINYKV_SIM_ENGINE=fjall $(CARGO) test --workspace --test project2b
+	@echo "lab 2b and 2c suites once more, on fjall engines instead of memory disks:"
+	TINYKV_SIM_ENGINE=fjall $(CARGO) test --workspace --test project2b --test project2c
 
 $(LAB_TARGETS):
 	$(LABS) test $(patsubst project%,%,$@) $(LAB_ARGS)
