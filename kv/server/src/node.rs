@@ -8,7 +8,7 @@
 //!   bounded queue (raft messages from the network, client commands) and
 //!   ticks the store every `raft_base_tick_ms` of wall-clock time;
 //! - the store's [`Context`] puts outgoing raft messages on the
-//!   [`Transport`], which keeps one gRPC `Raft` stream per peer store and
+//!   `Transport`, which keeps one gRPC `Raft` stream per peer store and
 //!   never blocks the store thread (a full queue drops the message: raft
 //!   copes with loss), and answers commands through per-command channels;
 //! - [`NodeHandle`] is how the rest of the server (the gRPC `Raft` and
