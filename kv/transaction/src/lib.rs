@@ -1,6 +1,22 @@
-//! MVCC and the Percolator transaction commands.
+//! MVCC and the Percolator transaction commands (labs 4a, 4b, 4c).
 //!
-//! **Not built yet.** This crate is a placeholder that reserves its place in
-//! the workspace layout (see `ARCHITECTURE.md`). It exports nothing and no
-//! test or binary depends on it. It arrives with labs 4a, 4b and 4c.
+//! | module | what | lab |
+//! |---|---|---|
+//! | [`codec`] | MVCC keys: memcomparable user key ++ negated timestamp | given |
+//! | [`record`] | `Write` and `Lock` records and their bytes | given |
+//! | [`txn`] | [`MvccTxn`]: reads at a start ts, collects writes | 4a |
+//! | [`mem_storage`] | an in-memory `Storage` for the tests | given |
+//!
+//! The Percolator commands (labs 4b, 4c) arrive next.
 #![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod error;
+pub mod mem_storage;
+pub mod record;
+pub mod txn;
+
+pub use crate::error::{Error, Result};
+pub use crate::mem_storage::MemStorage;
+pub use crate::record::{Lock, Write, WriteKind};
+pub use crate::txn::MvccTxn;
