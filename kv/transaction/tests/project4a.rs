@@ -223,6 +223,12 @@ fn get_value_does_not_read_a_neighbouring_key_4a() {
     let s2 = store();
     committed_put(&s2, b"ka", b"v", 2, 3);
     assert_eq!(get(&s2, b"k", 10), None, "only ka was written: {DOC}");
+    // One transaction (start 5) wrote k and ka; ka's commit (6) is visible
+    // at 7, k's (9) is not. Reading k at 7 must not follow ka's record.
+    let s3 = store();
+    committed_put(&s3, b"k", b"k's value", 5, 9);
+    committed_put(&s3, b"ka", b"ka's value", 5, 6);
+    assert_eq!(get(&s3, b"k", 7), None, "k committed at 9, read at 7 (ka committed at 6): {DOC}");
 }
 
 // ----- this transaction's write ------------------------------------------------
