@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 use tinykv_engine::{Cf, EngineIter};
 use tinykv_storage::{Context, Modify, Storage, StorageReader};
 
+use crate::codec::encode_key;
+use crate::record::{Write, WriteKind};
+
 type Data = BTreeMap<(Cf, Vec<u8>), Vec<u8>>;
 
 /// See the module docs. Cloning shares the data.
@@ -33,6 +36,29 @@ impl MemStorage {
     /// Forgets the modifications written so far (the data stays).
     pub fn clear_written(&self) {
         self.log.lock().expect("the write log").clear();
+    }
+
+    /// Test fixture: the transaction started at `start` wrote `value` to
+    /// `key` (in `default`) and committed it at `commit`, in the exact byte
+    /// layout of lab 4.
+    pub fn put_committed(&self, key: &[u8], value: &[u8], start: u64, commit: u64) {
+        let write = Write { start_ts: start, kind: WriteKind::Put };
+        self.put_fixture(vec![
+            Modify::put(Cf::Default, &encode_key(key, start), value),
+            Modify::put(Cf::Write, &encode_key(key, commit), &write.to_bytes()),
+        ]);
+    }
+
+    /// Test fixture: a write record of `kind` for `key`, by the transaction
+    /// started at `start`, committed at `commit`.
+    pub fn put_write_record(&self, key: &[u8], kind: WriteKind, start: u64, commit: u64) {
+        let write = Write { start_ts: start, kind };
+        self.put_fixture(vec![Modify::put(Cf::Write, &encode_key(key, commit), &write.to_bytes())]);
+    }
+
+    /// Writes `batch` as a test fixture.
+    pub fn put_fixture(&self, batch: Vec<Modify>) {
+        self.write(&Context::default(), batch).expect("an in-memory write cannot fail");
     }
 
     /// Every pair of `cf`, in key order.

@@ -16,30 +16,6 @@ fn store() -> MemStorage {
     MemStorage::new()
 }
 
-fn apply(s: &MemStorage, batch: Vec<Modify>) {
-    s.write(&Context::default(), batch).expect("write the fixture");
-}
-
-/// A transaction started at `start` wrote `value` to `key` (in `default`)
-/// and committed it at `commit`.
-fn committed_put(s: &MemStorage, key: &[u8], value: &[u8], start: u64, commit: u64) {
-    let write = Write { start_ts: start, kind: WriteKind::Put };
-    apply(
-        s,
-        vec![
-            Modify::put(Cf::Default, &encode_key(key, start), value),
-            Modify::put(Cf::Write, &encode_key(key, commit), &write.to_bytes()),
-        ],
-    );
-}
-
-/// A write record of `kind` for `key`, by the txn started at `start`,
-/// committed at `commit`.
-fn write_record(s: &MemStorage, key: &[u8], kind: WriteKind, start: u64, commit: u64) {
-    let write = Write { start_ts: start, kind };
-    apply(s, vec![Modify::put(Cf::Write, &encode_key(key, commit), &write.to_bytes())]);
-}
-
 fn txn(s: &MemStorage, start_ts: u64) -> MvccTxn {
     MvccTxn::new(s.reader(&Context::default()).expect("a reader"), start_ts)
 }
@@ -122,7 +98,7 @@ fn writes_are_collected_in_order_not_applied_4a() {
 fn get_lock_reads_what_put_lock_wrote_4a() {
     let s = store();
     let lock = Lock { primary: b"p".to_vec(), ts: 4, ttl: 50, kind: WriteKind::Put };
-    apply(&s, vec![Modify::put(Cf::Lock, b"k", &lock.to_bytes())]);
+    s.put_fixture(vec![Modify::put(Cf::Lock, b"k", &lock.to_bytes())]);
     assert_eq!(txn(&s, 9).get_lock(b"k").expect("get_lock"), Some(lock), "{DOC}");
 }
 
@@ -131,7 +107,7 @@ fn get_lock_reads_what_put_lock_wrote_4a() {
 fn get_lock_of_an_unlocked_key_is_none_4a() {
     let s = store();
     let lock = Lock { primary: b"p".to_vec(), ts: 4, ttl: 50, kind: WriteKind::Put };
-    apply(&s, vec![Modify::put(Cf::Lock, b"k1", &lock.to_bytes())]);
+    s.put_fixture(vec![Modify::put(Cf::Lock, b"k1", &lock.to_bytes())]);
     assert_eq!(txn(&s, 9).get_lock(b"k2").expect("get_lock"), None, "{DOC}");
 }
 
@@ -141,7 +117,7 @@ fn get_lock_of_an_unlocked_key_is_none_4a() {
 #[test]
 fn get_value_simple_4a() {
     let s = store();
-    committed_put(&s, b"k", b"v", 5, 6);
+    s.put_committed(b"k", b"v", 5, 6);
     assert_eq!(get(&s, b"k", 10), Some(b"v".to_vec()), "committed at 6, read at 10: {DOC}");
     assert_eq!(get(&s, b"k", 6), Some(b"v".to_vec()), "committed at 6, read at 6: {DOC}");
 }
@@ -150,8 +126,8 @@ fn get_value_simple_4a() {
 #[test]
 fn get_value_missing_4a() {
     let s = store();
-    committed_put(&s, b"k1", b"v", 5, 6);
-    committed_put(&s, b"k3", b"v", 5, 6);
+    s.put_committed(b"k1", b"v", 5, 6);
+    s.put_committed(b"k3", b"v", 5, 6);
     assert_eq!(get(&s, b"k2", 10), None, "k2 was never written (k1 and k3 were): {DOC}");
 }
 
@@ -160,7 +136,7 @@ fn get_value_missing_4a() {
 #[test]
 fn get_value_too_early_4a() {
     let s = store();
-    committed_put(&s, b"k", b"v", 5, 8);
+    s.put_committed(b"k", b"v", 5, 8);
     assert_eq!(get(&s, b"k", 7), None, "started at 5, committed at 8, read at 7: {DOC}");
 }
 
@@ -168,8 +144,8 @@ fn get_value_too_early_4a() {
 #[test]
 fn get_value_overwritten_4a() {
     let s = store();
-    committed_put(&s, b"k", b"old", 2, 3);
-    committed_put(&s, b"k", b"new", 4, 5);
+    s.put_committed(b"k", b"old", 2, 3);
+    s.put_committed(b"k", b"new", 4, 5);
     assert_eq!(get(&s, b"k", 10), Some(b"new".to_vec()), "{DOC}");
 }
 
@@ -177,8 +153,8 @@ fn get_value_overwritten_4a() {
 #[test]
 fn get_value_not_overwritten_4a() {
     let s = store();
-    committed_put(&s, b"k", b"old", 2, 3);
-    committed_put(&s, b"k", b"new", 4, 9);
+    s.put_committed(b"k", b"old", 2, 3);
+    s.put_committed(b"k", b"new", 4, 9);
     assert_eq!(get(&s, b"k", 6), Some(b"old".to_vec()), "new committed at 9, read at 6: {DOC}");
 }
 
@@ -186,8 +162,8 @@ fn get_value_not_overwritten_4a() {
 #[test]
 fn get_value_deleted_4a() {
     let s = store();
-    committed_put(&s, b"k", b"v", 2, 3);
-    write_record(&s, b"k", WriteKind::Delete, 4, 5);
+    s.put_committed(b"k", b"v", 2, 3);
+    s.put_write_record(b"k", WriteKind::Delete, 4, 5);
     assert_eq!(get(&s, b"k", 10), None, "deleted at 5, read at 10: {DOC}");
 }
 
@@ -195,8 +171,8 @@ fn get_value_deleted_4a() {
 #[test]
 fn get_value_not_deleted_4a() {
     let s = store();
-    committed_put(&s, b"k", b"v", 2, 3);
-    write_record(&s, b"k", WriteKind::Delete, 4, 9);
+    s.put_committed(b"k", b"v", 2, 3);
+    s.put_write_record(b"k", WriteKind::Delete, 4, 9);
     assert_eq!(get(&s, b"k", 6), Some(b"v".to_vec()), "deleted at 9, read at 6: {DOC}");
 }
 
@@ -204,8 +180,8 @@ fn get_value_not_deleted_4a() {
 #[test]
 fn get_value_skips_a_rollback_4a() {
     let s = store();
-    committed_put(&s, b"k", b"v", 2, 3);
-    write_record(&s, b"k", WriteKind::Rollback, 5, 5);
+    s.put_committed(b"k", b"v", 2, 3);
+    s.put_write_record(b"k", WriteKind::Rollback, 5, 5);
     assert_eq!(get(&s, b"k", 10), Some(b"v".to_vec()), "rolled back at 5: {DOC}");
 }
 
@@ -214,20 +190,20 @@ fn get_value_skips_a_rollback_4a() {
 #[test]
 fn get_value_does_not_read_a_neighbouring_key_4a() {
     let s = store();
-    committed_put(&s, b"k", b"short", 2, 3);
-    committed_put(&s, b"k\x00", b"zero", 2, 3);
-    committed_put(&s, b"ka", b"longer", 2, 3);
+    s.put_committed(b"k", b"short", 2, 3);
+    s.put_committed(b"k\x00", b"zero", 2, 3);
+    s.put_committed(b"ka", b"longer", 2, 3);
     assert_eq!(get(&s, b"k", 10), Some(b"short".to_vec()), "{DOC}");
     assert_eq!(get(&s, b"k\x00", 10), Some(b"zero".to_vec()), "{DOC}");
     assert_eq!(get(&s, b"k\x01", 10), None, "{DOC}");
     let s2 = store();
-    committed_put(&s2, b"ka", b"v", 2, 3);
+    s2.put_committed(b"ka", b"v", 2, 3);
     assert_eq!(get(&s2, b"k", 10), None, "only ka was written: {DOC}");
     // One transaction (start 5) wrote k and ka; ka's commit (6) is visible
     // at 7, k's (9) is not. Reading k at 7 must not follow ka's record.
     let s3 = store();
-    committed_put(&s3, b"k", b"k's value", 5, 9);
-    committed_put(&s3, b"ka", b"ka's value", 5, 6);
+    s3.put_committed(b"k", b"k's value", 5, 9);
+    s3.put_committed(b"ka", b"ka's value", 5, 6);
     assert_eq!(get(&s3, b"k", 7), None, "k committed at 9, read at 7 (ka committed at 6): {DOC}");
 }
 
@@ -238,13 +214,13 @@ fn get_value_does_not_read_a_neighbouring_key_4a() {
 #[test]
 fn current_write_finds_this_txns_write_4a() {
     let s = store();
-    write_record(&s, b"k", WriteKind::Put, 1, 2);
-    write_record(&s, b"k", WriteKind::Delete, 5, 8);
-    write_record(&s, b"k", WriteKind::Put, 9, 12);
+    s.put_write_record(b"k", WriteKind::Put, 1, 2);
+    s.put_write_record(b"k", WriteKind::Delete, 5, 8);
+    s.put_write_record(b"k", WriteKind::Put, 9, 12);
     let found = txn(&s, 5).current_write(b"k").expect("current_write");
     assert_eq!(found, Some((Write { start_ts: 5, kind: WriteKind::Delete }, 8)), "{DOC}");
     let rollback = store();
-    write_record(&rollback, b"k", WriteKind::Rollback, 6, 6);
+    rollback.put_write_record(b"k", WriteKind::Rollback, 6, 6);
     let found = txn(&rollback, 6).current_write(b"k").expect("current_write");
     assert_eq!(found, Some((Write { start_ts: 6, kind: WriteKind::Rollback }, 6)), "{DOC}");
 }
@@ -254,9 +230,9 @@ fn current_write_finds_this_txns_write_4a() {
 #[test]
 fn current_write_of_another_txn_is_none_4a() {
     let s = store();
-    write_record(&s, b"k", WriteKind::Put, 1, 2);
-    write_record(&s, b"k", WriteKind::Put, 9, 12);
-    write_record(&s, b"k2", WriteKind::Put, 5, 6);
+    s.put_write_record(b"k", WriteKind::Put, 1, 2);
+    s.put_write_record(b"k", WriteKind::Put, 9, 12);
+    s.put_write_record(b"k2", WriteKind::Put, 5, 6);
     assert_eq!(txn(&s, 5).current_write(b"k").expect("current_write"), None, "{DOC}");
 }
 
@@ -267,9 +243,9 @@ fn current_write_of_another_txn_is_none_4a() {
 #[test]
 fn most_recent_write_is_the_newest_4a() {
     let s = store();
-    write_record(&s, b"k", WriteKind::Put, 1, 2);
-    write_record(&s, b"k", WriteKind::Delete, 5, 8);
-    write_record(&s, b"k", WriteKind::Rollback, 3, 3);
+    s.put_write_record(b"k", WriteKind::Put, 1, 2);
+    s.put_write_record(b"k", WriteKind::Delete, 5, 8);
+    s.put_write_record(b"k", WriteKind::Rollback, 3, 3);
     let found = txn(&s, 1).most_recent_write(b"k").expect("most_recent_write");
     assert_eq!(found, Some((Write { start_ts: 5, kind: WriteKind::Delete }, 8)), "{DOC}");
 }
@@ -278,7 +254,7 @@ fn most_recent_write_is_the_newest_4a() {
 #[test]
 fn most_recent_write_of_an_unwritten_key_is_none_4a() {
     let s = store();
-    write_record(&s, b"ka", WriteKind::Put, 1, 2);
-    write_record(&s, b"j", WriteKind::Put, 1, 2);
+    s.put_write_record(b"ka", WriteKind::Put, 1, 2);
+    s.put_write_record(b"j", WriteKind::Put, 1, 2);
     assert_eq!(txn(&s, 9).most_recent_write(b"k").expect("most_recent_write"), None, "{DOC}");
 }

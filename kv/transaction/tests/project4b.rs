@@ -16,7 +16,7 @@ use tinykv_proto::kvrpcpb::{
     CommitRequest, CommitResponse, GetRequest, GetResponse, KeyError, LockInfo, Mutation, Op,
     PrewriteRequest, PrewriteResponse, WriteConflict,
 };
-use tinykv_storage::{Context, Modify, Storage};
+use tinykv_storage::Modify;
 use tinykv_transaction::codec::{decode_user_key, encode_key};
 use tinykv_transaction::{Lock, MemStorage, TxnStore, Write, WriteKind};
 
@@ -45,10 +45,6 @@ fn setup() -> (MemStorage, TxnStore) {
     let s = MemStorage::new();
     let store = TxnStore::new(Arc::new(s.clone()));
     (s, store)
-}
-
-fn apply(s: &MemStorage, batch: Vec<Modify>) {
-    s.write(&Context::default(), batch).expect("write the fixture");
 }
 
 /// A `Put` mutation of `key` to `value`.
@@ -90,26 +86,6 @@ fn get(store: &TxnStore, key: &[u8], version: u64) -> GetResponse {
     store.kv_get(&GetRequest { key: key.to_vec(), version, ..Default::default() })
 }
 
-/// A transaction started at `start` wrote `value` to `key` (in `default`)
-/// and committed it at `commit`.
-fn committed_put(s: &MemStorage, key: &[u8], value: &[u8], start: u64, commit: u64) {
-    let write = Write { start_ts: start, kind: WriteKind::Put };
-    apply(
-        s,
-        vec![
-            Modify::put(Cf::Default, &encode_key(key, start), value),
-            Modify::put(Cf::Write, &encode_key(key, commit), &write.to_bytes()),
-        ],
-    );
-}
-
-/// A write record of `kind` for `key`, by the txn started at `start`,
-/// committed at `commit`.
-fn write_record(s: &MemStorage, key: &[u8], kind: WriteKind, start: u64, commit: u64) {
-    let write = Write { start_ts: start, kind };
-    apply(s, vec![Modify::put(Cf::Write, &encode_key(key, commit), &write.to_bytes())]);
-}
-
 /// The lock of the transaction started at `ts` on `key`, as stored.
 fn lock_of(primary: &[u8], ts: u64, ttl: u64, kind: WriteKind) -> Lock {
     Lock { primary: primary.to_vec(), ts, ttl, kind }
@@ -117,13 +93,13 @@ fn lock_of(primary: &[u8], ts: u64, ttl: u64, kind: WriteKind) -> Lock {
 
 /// Puts a lock on `key` (only the lock, no value).
 fn lock_key(s: &MemStorage, key: &[u8], lock: &Lock) {
-    apply(s, vec![Modify::put(Cf::Lock, key, &lock.to_bytes())]);
+    s.put_fixture(vec![Modify::put(Cf::Lock, key, &lock.to_bytes())]);
 }
 
 /// What a prewrite of `key = value` by the txn started at `start` leaves:
 /// the value in `default` and a Put lock.
 fn prewritten_put(s: &MemStorage, key: &[u8], value: &[u8], primary: &[u8], start: u64) {
-    apply(s, vec![Modify::put(Cf::Default, &encode_key(key, start), value)]);
+    s.put_fixture(vec![Modify::put(Cf::Default, &encode_key(key, start), value)]);
     lock_key(s, key, &lock_of(primary, start, 100, WriteKind::Put));
 }
 
@@ -182,7 +158,7 @@ fn ok_commit() -> CommitResponse {
 #[test]
 fn get_value_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"k", b"v", 5, 6);
+    s.put_committed(b"k", b"v", 5, 6);
     s.clear_written();
     check_eq!(get(&store, b"k", 10), value_resp(b"v"), "KvGet(k, 10), k = v committed at 6");
     check_eq!(s.written(), no_writes(), "KvGet must write nothing");
@@ -192,7 +168,7 @@ fn get_value_4b() {
 #[test]
 fn get_value_at_its_ts_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"k", b"v", 5, 6);
+    s.put_committed(b"k", b"v", 5, 6);
     check_eq!(get(&store, b"k", 6), value_resp(b"v"), "KvGet(k, 6), k = v committed at 6");
     check_eq!(get(&store, b"k", 5), not_found(), "KvGet(k, 5), k = v started 5, committed at 6");
 }
@@ -208,9 +184,9 @@ fn get_empty_4b() {
 #[test]
 fn get_none_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"k1", b"v1", 1, 2);
-    committed_put(&s, b"k3", b"v3", 1, 2);
-    committed_put(&s, b"k2a", b"v2a", 1, 2);
+    s.put_committed(b"k1", b"v1", 1, 2);
+    s.put_committed(b"k3", b"v3", 1, 2);
+    s.put_committed(b"k2a", b"v2a", 1, 2);
     check_eq!(get(&store, b"k2", 10), not_found(), "KvGet(k2, 10), only k1, k2a, k3 written");
 }
 
@@ -219,10 +195,10 @@ fn get_none_4b() {
 #[test]
 fn get_versions_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"k", b"v2", 1, 2);
-    committed_put(&s, b"k", b"v5", 4, 5);
-    write_record(&s, b"k", WriteKind::Rollback, 6, 6);
-    committed_put(&s, b"k", b"v9", 7, 9);
+    s.put_committed(b"k", b"v2", 1, 2);
+    s.put_committed(b"k", b"v5", 4, 5);
+    s.put_write_record(b"k", WriteKind::Rollback, 6, 6);
+    s.put_committed(b"k", b"v9", 7, 9);
     check_eq!(get(&store, b"k", 1), not_found(), "KvGet(k, 1), first commit at 2");
     for (version, want) in [(2, "v2"), (3, "v2"), (4, "v2"), (5, "v5"), (6, "v5"), (8, "v5")] {
         check_eq!(
@@ -245,8 +221,8 @@ fn get_versions_4b() {
 #[test]
 fn get_deleted_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"k", b"v", 1, 2);
-    write_record(&s, b"k", WriteKind::Delete, 4, 5);
+    s.put_committed(b"k", b"v", 1, 2);
+    s.put_write_record(b"k", WriteKind::Delete, 4, 5);
     check_eq!(get(&store, b"k", 10), not_found(), "KvGet(k, 10), v@2, deleted@5");
     check_eq!(get(&store, b"k", 5), not_found(), "KvGet(k, 5), v@2, deleted@5");
     check_eq!(get(&store, b"k", 4), value_resp(b"v"), "KvGet(k, 4), v@2, deleted@5");
@@ -257,8 +233,8 @@ fn get_deleted_4b() {
 #[test]
 fn get_locked_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"k", b"old", 1, 2);
-    apply(&s, vec![Modify::put(Cf::Default, &encode_key(b"k", 5), b"new")]);
+    s.put_committed(b"k", b"old", 1, 2);
+    s.put_fixture(vec![Modify::put(Cf::Default, &encode_key(b"k", 5), b"new")]);
     lock_key(&s, b"k", &lock_of(b"pk", 5, 3000, WriteKind::Put));
     s.clear_written();
     for version in [5, 10] {
@@ -334,7 +310,7 @@ fn prewrite_locked_4b() {
 fn prewrite_written_conflict_4b() {
     for conflict_ts in [5, 7] {
         let (s, store) = setup();
-        committed_put(&s, b"k", b"old", 2, conflict_ts);
+        s.put_committed(b"k", b"old", 2, conflict_ts);
         s.clear_written();
         let resp = prewrite(&store, vec![put_req(b"k", b"v")], b"pk", 5, 100);
         let want = KeyError {
@@ -360,7 +336,7 @@ fn prewrite_written_conflict_4b() {
 #[test]
 fn prewrite_written_no_conflict_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"k", b"old", 2, 4);
+    s.put_committed(b"k", b"old", 2, 4);
     let resp = prewrite(&store, vec![put_req(b"k", b"v")], b"k", 5, 100);
     check_eq!(resp, ok_prewrite(), "prewrite k at 5, k committed at 4");
     check_eq!(
@@ -380,7 +356,7 @@ fn prewrite_written_no_conflict_4b() {
 #[test]
 fn prewrite_multiple_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"b", b"old", 2, 6);
+    s.put_committed(b"b", b"old", 2, 6);
     s.clear_written();
     let muts = vec![put_req(b"a", b"1"), put_req(b"b", b"2"), del_req(b"c"), put_req(b"d", b"4")];
     let resp = prewrite(&store, muts, b"a", 5, 100);
@@ -487,7 +463,7 @@ fn commit_single_4b() {
 #[test]
 fn commit_overwrite_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"k", b"old", 1, 2);
+    s.put_committed(b"k", b"old", 1, 2);
     prewritten_put(&s, b"k", b"new", b"k", 5);
     check_eq!(commit(&store, &[b"k"], 5, 7), ok_commit(), "commit k (start 5) at 7 over old@2");
     check_eq!(
@@ -560,7 +536,7 @@ fn commit_recommit_key_4b() {
 #[test]
 fn commit_rolled_back_is_an_error_4b() {
     let (s, store) = setup();
-    write_record(&s, b"k", WriteKind::Rollback, 5, 5);
+    s.put_write_record(b"k", WriteKind::Rollback, 5, 5);
     s.clear_written();
     let resp = commit(&store, &[b"k"], 5, 7);
     let aborted = resp.error.as_ref().is_some_and(|e| !e.abort.is_empty());
@@ -607,8 +583,8 @@ fn commit_repeated_is_idempotent_4b() {
 #[test]
 fn commit_without_prewrite_writes_nothing_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"b", b"other", 1, 2);
-    committed_put(&s, b"c", b"later", 8, 9);
+    s.put_committed(b"b", b"other", 1, 2);
+    s.put_committed(b"c", b"later", 8, 9);
     s.clear_written();
     check_eq!(commit(&store, &[b"a", b"b", b"c"], 5, 7), ok_commit(), "commit a, b, c at 7");
     check_eq!(s.written(), no_writes(), "a commit of keys never prewritten must write nothing");
@@ -621,7 +597,7 @@ fn commit_without_prewrite_writes_nothing_4b() {
 #[test]
 fn every_modified_key_was_latched_4b() {
     let (s, store) = setup();
-    committed_put(&s, b"other", b"x", 1, 2);
+    s.put_committed(b"other", b"x", 1, 2);
     s.clear_written();
     let muts = vec![put_req(b"c", b"3"), del_req(b"a"), put_req(b"b", b"2")];
     check_eq!(prewrite(&store, muts, b"c", 5, 100), ok_prewrite(), "prewrite c, a (Del), b at 5");
