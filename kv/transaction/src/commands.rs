@@ -1,4 +1,7 @@
-//! The Percolator commands of lab 4b: `KvGet`, `KvPrewrite`, `KvCommit`.
+//! [`TxnStore`] and the Percolator commands of lab 4b: `KvGet`,
+//! `KvPrewrite`, `KvCommit`. (`KvScan` is in [`crate::scanner`], the
+//! commands that clean up after failed transactions in
+//! [`crate::recovery`]; both are lab 4c.)
 //!
 //! Each command runs on one [`TxnStore`]: it latches the keys it may
 //! modify ([`Latches`]), reads through an [`MvccTxn`] at the request's
@@ -19,8 +22,9 @@ use std::sync::Arc;
 
 use tinykv_proto::errorpb;
 use tinykv_proto::kvrpcpb::{
+    BatchRollbackRequest, BatchRollbackResponse, CheckTxnStatusRequest, CheckTxnStatusResponse,
     CommitRequest, CommitResponse, Context, GetRequest, GetResponse, LockInfo, PrewriteRequest,
-    PrewriteResponse,
+    PrewriteResponse, ResolveLockRequest, ResolveLockResponse, ScanRequest, ScanResponse,
 };
 use tinykv_storage::{Storage, StorageReader};
 
@@ -93,6 +97,42 @@ impl TxnStore {
     /// region error.
     pub fn kv_commit(&self, req: &CommitRequest) -> CommitResponse {
         self.commit(req).unwrap_or_else(|e| CommitResponse {
+            region_error: Some(region_error(&e)),
+            ..Default::default()
+        })
+    }
+
+    /// `KvScan` ([`scan`](Self::scan)), with a storage error as a region
+    /// error.
+    pub fn kv_scan(&self, req: &ScanRequest) -> ScanResponse {
+        self.scan(req).unwrap_or_else(|e| ScanResponse {
+            region_error: Some(region_error(&e)),
+            ..Default::default()
+        })
+    }
+
+    /// `KvCheckTxnStatus` ([`check_txn_status`](Self::check_txn_status)),
+    /// with a storage error as a region error.
+    pub fn kv_check_txn_status(&self, req: &CheckTxnStatusRequest) -> CheckTxnStatusResponse {
+        self.check_txn_status(req).unwrap_or_else(|e| CheckTxnStatusResponse {
+            region_error: Some(region_error(&e)),
+            ..Default::default()
+        })
+    }
+
+    /// `KvBatchRollback` ([`batch_rollback`](Self::batch_rollback)), with a
+    /// storage error as a region error.
+    pub fn kv_batch_rollback(&self, req: &BatchRollbackRequest) -> BatchRollbackResponse {
+        self.batch_rollback(req).unwrap_or_else(|e| BatchRollbackResponse {
+            region_error: Some(region_error(&e)),
+            ..Default::default()
+        })
+    }
+
+    /// `KvResolveLock` ([`resolve_lock`](Self::resolve_lock)), with a
+    /// storage error as a region error.
+    pub fn kv_resolve_lock(&self, req: &ResolveLockRequest) -> ResolveLockResponse {
+        self.resolve_lock(req).unwrap_or_else(|e| ResolveLockResponse {
             region_error: Some(region_error(&e)),
             ..Default::default()
         })
