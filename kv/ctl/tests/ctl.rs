@@ -127,3 +127,105 @@ fn unreachable_server_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
 }
+
+#[test]
+fn txn_put_get_scan_and_status() {
+    let server = Running::start();
+    let out = server.ctl(&[
+        "txn",
+        "put",
+        "k1",
+        "v1",
+        "k2",
+        "v2",
+        "--start-ts",
+        "100",
+        "--commit-ts",
+        "110",
+    ]);
+    assert!(out.status.success(), "txn put failed: {}", stderr(&out));
+    assert_eq!(stdout(&out), "OK: started at 100, committed at 110\n");
+
+    let at = |ts: &str, key: &str| stdout(&server.ctl(&["txn", "get", key, "--ts", ts]));
+    assert_eq!(at("120", "k1"), "v1\n");
+    assert_eq!(at("105", "k1"), "(not found)\n", "a read before the commit ts");
+    // Without --ts the local clock is far past 110.
+    assert_eq!(stdout(&server.ctl(&["txn", "get", "k2"])), "v2\n");
+
+    let out = server.ctl(&["txn", "scan", "--ts", "120"]);
+    assert_eq!(stdout(&out), "k1 => v1\nk2 => v2\n(2 pairs as of 120)\n");
+    let out = server.ctl(&["txn", "status", "k1", "--start-ts", "100"]);
+    assert_eq!(stdout(&out), "transaction 100: committed at 110\n");
+
+    // A transaction that never commits: its lock shows, then expires.
+    let out = server.ctl(&["txn", "rollback", "k3", "--start-ts", "200"]);
+    assert!(out.status.success(), "txn rollback: {}", stderr(&out));
+    let out = server.ctl(&["txn", "status", "k9", "--start-ts", "300", "--now", "301"]);
+    assert_eq!(
+        stdout(&out),
+        "transaction 300: rolled back (it had no lock and no write: rolled back just now)\n"
+    );
+    let out = server.ctl(&["txn", "put", "k1", "again", "--start-ts", "105", "--commit-ts", "130"]);
+    assert!(!out.status.success(), "a prewrite under an older start ts than a commit must fail");
+    assert!(stderr(&out).contains("write conflict on key k1"), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("nothing was written"), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn a_lock_is_reported_checked_and_resolved() {
+    let server = Running::start();
+    // Physical time 1000 ms, TTL 50 ms: the lock expires at 1050 ms.
+    let started = (1000u64 << 18).to_string();
+    let out = server.ctl(&[
+        "txn",
+        "prewrite",
+        "k1",
+        "v1",
+        "k2",
+        "v2",
+        "--start-ts",
+        &started,
+        "--ttl",
+        "50",
+    ]);
+    assert!(out.status.success(), "txn prewrite: {}", stderr(&out));
+
+    let later = ((1001u64 << 18).to_string(), (1050u64 << 18).to_string());
+    let out = server.ctl(&["txn", "get", "k2", "--ts", &later.0]);
+    assert!(!out.status.success(), "reading a locked key must fail");
+    let want =
+        format!("key k2 is locked by the transaction started at {started} (primary k1, TTL 50 ms)");
+    assert!(stderr(&out).contains(&want), "stderr: {}", stderr(&out));
+    let out = server.ctl(&["txn", "scan", "--ts", &later.0]);
+    assert!(
+        stdout(&out).starts_with(&format!("k1 => ({want}").replace("k2 is", "k1 is")),
+        "stdout: {}",
+        stdout(&out)
+    );
+
+    let status = |now: &str| {
+        stdout(&server.ctl(&["txn", "status", "k1", "--start-ts", &started, "--now", now]))
+    };
+    assert_eq!(
+        status(&later.0),
+        format!("transaction {started}: locked (TTL 50 ms, not expired at {})\n", later.0)
+    );
+    assert_eq!(
+        status(&later.1),
+        format!(
+            "transaction {started}: rolled back (its lock had expired: rolled back just now)\n"
+        )
+    );
+    let out = server.ctl(&["txn", "resolve", "--start-ts", &started]);
+    assert!(out.status.success(), "txn resolve: {}", stderr(&out));
+    let out = server.ctl(&["txn", "scan", "--ts", &later.1]);
+    assert_eq!(stdout(&out), format!("(0 pairs as of {})\n", later.1));
+
+    let out =
+        server.ctl(&["txn", "commit", "k1", "k2", "--start-ts", &started, "--commit-ts", &later.1]);
+    assert!(!out.status.success(), "committing a rolled-back transaction must fail");
+    assert!(stderr(&out).contains("was rolled back"), "stderr: {}", stderr(&out));
+    let out = server.ctl(&["txn", "scan", "--limit", "20000"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("scan limit 20000"), "stderr: {}", stderr(&out));
+}

@@ -6,9 +6,6 @@
 //! `Internal` status that carries the panic message, so that a client sees
 //! `lab 1: Server::raw_get …` instead of a dropped connection.
 //!
-//! RPCs whose lab is not built yet answer `Unimplemented` with a message
-//! naming the lab.
-
 use std::future::Future;
 
 use tinykv_proto::kvrpcpb::*;
@@ -86,13 +83,6 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// The status for an RPC whose lab is not built yet.
-fn not_yet(rpc: &str, lab: &str) -> Status {
-    Status::unimplemented(format!(
-        "{rpc} is not implemented by this server yet (it arrives with lab {lab})"
-    ))
-}
-
 #[tonic::async_trait]
 impl TinyKv for TinyKvService {
     async fn raw_get(
@@ -123,47 +113,50 @@ impl TinyKv for TinyKvService {
         self.call(request, Server::raw_scan).await
     }
 
-    async fn kv_get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        Err(not_yet("KvGet", "4b"))
+    async fn kv_get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        self.call(request, Server::kv_get).await
     }
 
-    async fn kv_scan(&self, _: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
-        Err(not_yet("KvScan", "4c"))
+    async fn kv_scan(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> Result<Response<ScanResponse>, Status> {
+        self.call(request, Server::kv_scan).await
     }
 
     async fn kv_prewrite(
         &self,
-        _: Request<PrewriteRequest>,
+        request: Request<PrewriteRequest>,
     ) -> Result<Response<PrewriteResponse>, Status> {
-        Err(not_yet("KvPrewrite", "4b"))
+        self.call(request, Server::kv_prewrite).await
     }
 
     async fn kv_commit(
         &self,
-        _: Request<CommitRequest>,
+        request: Request<CommitRequest>,
     ) -> Result<Response<CommitResponse>, Status> {
-        Err(not_yet("KvCommit", "4b"))
+        self.call(request, Server::kv_commit).await
     }
 
     async fn kv_check_txn_status(
         &self,
-        _: Request<CheckTxnStatusRequest>,
+        request: Request<CheckTxnStatusRequest>,
     ) -> Result<Response<CheckTxnStatusResponse>, Status> {
-        Err(not_yet("KvCheckTxnStatus", "4c"))
+        self.call(request, Server::kv_check_txn_status).await
     }
 
     async fn kv_batch_rollback(
         &self,
-        _: Request<BatchRollbackRequest>,
+        request: Request<BatchRollbackRequest>,
     ) -> Result<Response<BatchRollbackResponse>, Status> {
-        Err(not_yet("KvBatchRollback", "4c"))
+        self.call(request, Server::kv_batch_rollback).await
     }
 
     async fn kv_resolve_lock(
         &self,
-        _: Request<ResolveLockRequest>,
+        request: Request<ResolveLockRequest>,
     ) -> Result<Response<ResolveLockResponse>, Status> {
-        Err(not_yet("KvResolveLock", "4c"))
+        self.call(request, Server::kv_resolve_lock).await
     }
 
     async fn raft(

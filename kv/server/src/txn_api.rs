@@ -1,0 +1,188 @@
+//! Labs 4b and 4c: the transactional API.
+//!
+//! One handler per `Kv*` RPC. Each one checks its request (keys and
+//! values within [`crate::limits`]) and then runs the command of
+//! [`tinykv_transaction::TxnStore`] (`self.txn()`), whose given `kv_*`
+//! wrappers already turn a storage failure into a region error.
+//!
+//! A request that fails a check changes nothing, and its message goes
+//! where the response has room for it: a `KeyError { abort }` for the
+//! RPCs with key errors, or `region_error.message` for `KvScan` and
+//! `KvCheckTxnStatus`, which have none.
+//!
+//! Read `docs/src/lab4-transactions.md`; the server side is checked by
+//! `kv/server/tests/project4_server.rs` (`make project4b`, `make
+//! project4c`).
+
+use tinykv_proto::errorpb;
+use tinykv_proto::kvrpcpb::{
+    BatchRollbackRequest, BatchRollbackResponse, CheckTxnStatusRequest, CheckTxnStatusResponse,
+    CommitRequest, CommitResponse, GetRequest, GetResponse, KeyError, PrewriteRequest,
+    PrewriteResponse, ResolveLockRequest, ResolveLockResponse, ScanRequest, ScanResponse,
+};
+
+use crate::Server;
+use crate::limits::{InvalidRequest, MAX_SCAN_LIMIT, check_key, check_start_key, check_value};
+
+impl Server {
+    /// **Lab 4b.** `KvGet`: check the key ([`check_key`]), then
+    /// `TxnStore::kv_get`. A bad key: `error.abort` says why.
+    ///
+    /// Checked by `kv_get_prewrite_and_commit_go_through_the_server_4b`
+    /// and `bad_transactional_requests_change_nothing_4b`.
+    pub fn kv_get(&self, req: GetRequest) -> GetResponse {
+        // SOLUTION BEGIN lab 4b
+        match check_key(&req.key) {
+            Ok(()) => self.txn().kv_get(&req),
+            Err(e) => GetResponse { error: Some(abort(&e)), ..Default::default() },
+        }
+        // SOLUTION STUB
+        // let _ = req;
+        // todo!("lab 4b: Server::kv_get (kv/server/src/txn_api.rs)")
+        // SOLUTION END
+    }
+
+    /// **Lab 4b.** `KvPrewrite`: check every mutation
+    /// ([`check_mutations`]); any bad one gives its `abort` errors and
+    /// nothing is written. Then `TxnStore::kv_prewrite`.
+    ///
+    /// Checked by `kv_get_prewrite_and_commit_go_through_the_server_4b`
+    /// and `bad_transactional_requests_change_nothing_4b`.
+    pub fn kv_prewrite(&self, req: PrewriteRequest) -> PrewriteResponse {
+        // SOLUTION BEGIN lab 4b
+        let errors = check_mutations(&req);
+        if !errors.is_empty() {
+            return PrewriteResponse { errors, ..Default::default() };
+        }
+        self.txn().kv_prewrite(&req)
+        // SOLUTION STUB
+        // let _ = req;
+        // todo!("lab 4b: Server::kv_prewrite (kv/server/src/txn_api.rs)")
+        // SOLUTION END
+    }
+
+    /// **Lab 4b.** `KvCommit`: check the keys ([`check_keys`]), then
+    /// `TxnStore::kv_commit`.
+    ///
+    /// Checked by `kv_get_prewrite_and_commit_go_through_the_server_4b`
+    /// and `bad_transactional_requests_change_nothing_4b`.
+    pub fn kv_commit(&self, req: CommitRequest) -> CommitResponse {
+        // SOLUTION BEGIN lab 4b
+        match check_keys(&req.keys) {
+            Ok(()) => self.txn().kv_commit(&req),
+            Err(e) => CommitResponse { error: Some(abort(&e)), ..Default::default() },
+        }
+        // SOLUTION STUB
+        // let _ = req;
+        // todo!("lab 4b: Server::kv_commit (kv/server/src/txn_api.rs)")
+        // SOLUTION END
+    }
+
+    /// **Lab 4c.** `KvScan`: check the start key ([`check_start_key`])
+    /// and that the limit is at most [`MAX_SCAN_LIMIT`] (0 is fine: no
+    /// pairs), then `TxnStore::kv_scan`. A bad request: its message in
+    /// `region_error`.
+    ///
+    /// Checked by `kv_scan_and_the_recovery_commands_go_through_the_server_4c`
+    /// and `bad_scan_and_recovery_requests_are_clear_errors_4c`.
+    pub fn kv_scan(&self, req: ScanRequest) -> ScanResponse {
+        // SOLUTION BEGIN lab 4c
+        let checked = check_start_key(&req.start_key).and_then(|()| {
+            if req.limit > MAX_SCAN_LIMIT {
+                return Err(InvalidRequest(format!(
+                    "scan limit {} is larger than the maximum of {MAX_SCAN_LIMIT}",
+                    req.limit
+                )));
+            }
+            Ok(())
+        });
+        match checked {
+            Ok(()) => self.txn().kv_scan(&req),
+            Err(e) => ScanResponse { region_error: Some(invalid(&e)), ..Default::default() },
+        }
+        // SOLUTION STUB
+        // let _ = req;
+        // todo!("lab 4c: Server::kv_scan (kv/server/src/txn_api.rs)")
+        // SOLUTION END
+    }
+
+    /// **Lab 4c.** `KvCheckTxnStatus`: check the primary key, then
+    /// `TxnStore::kv_check_txn_status`. A bad key: its message in
+    /// `region_error`.
+    ///
+    /// Checked by `kv_scan_and_the_recovery_commands_go_through_the_server_4c`
+    /// and `bad_scan_and_recovery_requests_are_clear_errors_4c`.
+    pub fn kv_check_txn_status(&self, req: CheckTxnStatusRequest) -> CheckTxnStatusResponse {
+        // SOLUTION BEGIN lab 4c
+        match check_key(&req.primary_key) {
+            Ok(()) => self.txn().kv_check_txn_status(&req),
+            Err(e) => {
+                CheckTxnStatusResponse { region_error: Some(invalid(&e)), ..Default::default() }
+            }
+        }
+        // SOLUTION STUB
+        // let _ = req;
+        // todo!("lab 4c: Server::kv_check_txn_status (kv/server/src/txn_api.rs)")
+        // SOLUTION END
+    }
+
+    /// **Lab 4c.** `KvBatchRollback`: check the keys, then
+    /// `TxnStore::kv_batch_rollback`.
+    ///
+    /// Checked by `kv_scan_and_the_recovery_commands_go_through_the_server_4c`
+    /// and `bad_scan_and_recovery_requests_are_clear_errors_4c`.
+    pub fn kv_batch_rollback(&self, req: BatchRollbackRequest) -> BatchRollbackResponse {
+        // SOLUTION BEGIN lab 4c
+        match check_keys(&req.keys) {
+            Ok(()) => self.txn().kv_batch_rollback(&req),
+            Err(e) => BatchRollbackResponse { error: Some(abort(&e)), ..Default::default() },
+        }
+        // SOLUTION STUB
+        // let _ = req;
+        // todo!("lab 4c: Server::kv_batch_rollback (kv/server/src/txn_api.rs)")
+        // SOLUTION END
+    }
+
+    /// **Lab 4c.** `KvResolveLock`: `TxnStore::kv_resolve_lock` (it names
+    /// no keys to check).
+    ///
+    /// Checked by `kv_scan_and_the_recovery_commands_go_through_the_server_4c`.
+    pub fn kv_resolve_lock(&self, req: ResolveLockRequest) -> ResolveLockResponse {
+        // SOLUTION BEGIN lab 4c
+        self.txn().kv_resolve_lock(&req)
+        // SOLUTION STUB
+        // let _ = req;
+        // todo!("lab 4c: Server::kv_resolve_lock (kv/server/src/txn_api.rs)")
+        // SOLUTION END
+    }
+}
+
+/// One `abort` key error per mutation of `req` whose key or value breaks
+/// a limit (given).
+pub fn check_mutations(req: &PrewriteRequest) -> Vec<KeyError> {
+    req.mutations
+        .iter()
+        .filter_map(|m| check_key(&m.key).and_then(|()| check_value(&m.value)).err())
+        .map(|e| abort(&e))
+        .collect()
+}
+
+/// Checks every key of a request (given).
+///
+/// # Errors
+///
+/// The first key that breaks a limit.
+pub fn check_keys(keys: &[Vec<u8>]) -> Result<(), InvalidRequest> {
+    keys.iter().try_for_each(|k| check_key(k))
+}
+
+/// A bad request as an `abort` key error (given).
+pub fn abort(e: &InvalidRequest) -> KeyError {
+    KeyError { abort: e.to_string(), ..Default::default() }
+}
+
+/// A bad request as a region error, for responses without a key error
+/// (given).
+pub fn invalid(e: &InvalidRequest) -> errorpb::Error {
+    errorpb::Error { message: e.to_string(), ..Default::default() }
+}
