@@ -40,6 +40,9 @@ run: build
 	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) raw get hello"
 	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) raw scan --limit 10"
 	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) raw delete hello"
+	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) txn put k1 v1 k2 v2"
+	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) txn get k1"
+	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) txn scan"
 	@echo
 	$(BIN)/tinykv-server --standalone --data-dir $(DATA) --addr $(ADDR)
 

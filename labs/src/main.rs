@@ -346,7 +346,7 @@ fn run_test(
         return Ok(EXIT_NO_TESTS);
     }
 
-    let ws = Workspace { root: m.root.clone(), target_dir: None };
+    let ws = Workspace { root: m.root.clone(), target_dir: None, build_dir: None };
     let build_started = Instant::now();
     let job_list = runner::prepare(&ws, m, &runnable, only, None)?;
     let build_time = build_started.elapsed();

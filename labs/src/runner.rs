@@ -42,6 +42,9 @@ pub struct Workspace {
     pub root: PathBuf,
     /// `CARGO_TARGET_DIR` to use, if not the default.
     pub target_dir: Option<PathBuf>,
+    /// `CARGO_BUILD_BUILD_DIR` (where cargo keeps intermediate artifacts)
+    /// to use, if not the target folder.
+    pub build_dir: Option<PathBuf>,
 }
 
 impl Workspace {
@@ -52,6 +55,9 @@ impl Workspace {
         cmd.current_dir(&self.root);
         if let Some(t) = &self.target_dir {
             cmd.env("CARGO_TARGET_DIR", t);
+        }
+        if let Some(b) = &self.build_dir {
+            cmd.env("CARGO_BUILD_BUILD_DIR", b);
         }
         cmd
     }

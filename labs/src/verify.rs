@@ -2,10 +2,13 @@
 //!
 //! In order: the manifest is complete (every suite and document of a lab
 //! with tests exists); the solution markers of the whole tree are well
-//! formed and name known labs; the handout of the stage is made in a
-//! temporary folder; it builds (`cargo build --workspace --all-targets`,
-//! with `CARGO_TARGET_DIR=<repo>/target/verify` so that later runs are fast
-//! and `target/debug` is untouched) without a single warning or error in a
+//! formed and name known labs; the handout of the stage is made in
+//! `<repo>/target/verify/handout-<stage>`; it builds (`cargo build
+//! --workspace --all-targets`, with `CARGO_TARGET_DIR=<repo>/target/verify`
+//! so that the binaries in `target/debug` are untouched, and with the
+//! repository's build folder as `CARGO_BUILD_BUILD_DIR`, so that the
+//! dependencies already built for the repository are reused) without a
+//! single warning or error in a
 //! workspace member; the manifest names exactly the tests of the included
 //! suites; and every graded test of the included labs fails on the stubs,
 //! with output naming one of the included labs (`lab 2b`), so that stubs
@@ -129,18 +132,20 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
     // 3. Handout.
     println!("[3/5] making the handout of stage {stage}");
     let t = Instant::now();
-    let tmp = tempfile::Builder::new()
-        .prefix("labs-verify-")
-        .tempdir()
-        .context(|| "creating a temporary folder".to_string())?;
+    // A fixed folder per stage, so that the artifacts of its crates
+    // replace those of the last run instead of piling up.
+    let target_dir = manifest.root.join("target").join("verify");
+    let out = target_dir.join(format!("handout-{stage}"));
     let report = handout::make(
         manifest,
         &handout::Options {
             stage: stage.clone(),
-            out: tmp.path().to_path_buf(),
+            out: out.clone(),
             keep_solutions: vec![],
             force: true,
-            preserve_mtimes: true,
+            // Fresh times: the same path holds other stripped contents
+            // after a change of stage or manifest, and cargo must see it.
+            preserve_mtimes: false,
         },
     )?;
     phases.record(
@@ -149,18 +154,29 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<bool> {
         format!(
             "{} files in {}, {} left out",
             report.files_copied,
-            tmp.path().display(),
+            out.display(),
             report.removed.len()
         ),
         t,
     );
 
     // 4. Build.
-    let target_dir = manifest.root.join("target").join("verify");
-    let ws = Workspace { root: report.out.clone(), target_dir: Some(target_dir.clone()) };
+    // The dependencies (fjall, tonic, ...) are those of the repository:
+    // build them once, in the repository's build folder, and keep only
+    // the handout's own binaries apart (so `target/debug` keeps the
+    // instructor's).
+    let build_dir = Workspace { root: manifest.root.clone(), target_dir: None, build_dir: None }
+        .effective_target_dir();
+    let ws = Workspace {
+        root: report.out.clone(),
+        target_dir: Some(target_dir.clone()),
+        build_dir: Some(build_dir.clone()),
+    };
     println!(
-        "[4/5] building the handout: cargo build --workspace --all-targets (CARGO_TARGET_DIR={})",
-        target_dir.display()
+        "[4/5] building the handout: cargo build --workspace --all-targets \
+         (CARGO_TARGET_DIR={}, CARGO_BUILD_BUILD_DIR={})",
+        target_dir.display(),
+        build_dir.display()
     );
     let t = Instant::now();
     let members = workspace_members(&ws)?;

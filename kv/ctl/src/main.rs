@@ -470,6 +470,13 @@ fn describe_key_error(e: &KeyError) -> String {
         );
     }
     if let Some(c) = &e.conflict {
+        if c.conflict_ts == c.start_ts {
+            return format!(
+                "write conflict on key {}: the transaction started at {} was rolled back there",
+                show(&c.key),
+                c.start_ts
+            );
+        }
         return format!(
             "write conflict on key {}: a transaction committed it at {}, after this one started at {}",
             show(&c.key),

@@ -1,9 +1,10 @@
 //! Input checks shared by the handlers.
 //!
 //! Every handler validates its request before it touches the storage, and a
-//! request that fails a check gets the check's message in its response's
-//! `error` field and changes nothing. The limits are part of the server's
-//! documented contract (see `docs/src/reference/protocol.md`).
+//! request that fails a check gets the check's message in its response
+//! (the raw RPCs' `error` field; for the transactional ones see
+//! [`crate::txn_api`]) and changes nothing. The limits are part of the
+//! server's documented contract (see `docs/src/reference/protocol.md`).
 
 use std::fmt;
 

@@ -22,7 +22,10 @@ use tinykv_proto::kvrpcpb::{
 };
 
 use crate::Server;
-use crate::limits::{InvalidRequest, MAX_SCAN_LIMIT, check_key, check_start_key, check_value};
+use crate::limits::{InvalidRequest, check_key, check_value};
+// SOLUTION BEGIN lab 4c
+use crate::limits::{MAX_SCAN_LIMIT, check_start_key};
+// SOLUTION END
 
 impl Server {
     /// **Lab 4b.** `KvGet`: check the key ([`check_key`]), then

@@ -288,7 +288,8 @@ impl TxnStore {
                 }
                 Some(lock) => KeyError {
                     retryable: format!(
-                        "key {key:?} is locked by the transaction started at {}",
+                        "key {} is locked by the transaction started at {}",
+                        key.escape_ascii(),
                         lock.ts
                     ),
                     ..Default::default()

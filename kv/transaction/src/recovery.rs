@@ -21,8 +21,8 @@
 //! commit of that transaction, and readers skip it.
 
 use tinykv_proto::kvrpcpb::{
-    Action, BatchRollbackRequest, BatchRollbackResponse, CheckTxnStatusRequest,
-    CheckTxnStatusResponse, KeyError, ResolveLockRequest, ResolveLockResponse,
+    BatchRollbackRequest, BatchRollbackResponse, CheckTxnStatusRequest, CheckTxnStatusResponse,
+    KeyError, ResolveLockRequest, ResolveLockResponse,
 };
 
 use crate::commands::TxnStore;
@@ -33,7 +33,7 @@ use crate::record::{Lock, Write, WriteKind};
 use crate::ts::lock_expired;
 use std::collections::BTreeSet;
 use tinykv_engine::Cf;
-use tinykv_proto::kvrpcpb::CommitRequest;
+use tinykv_proto::kvrpcpb::{Action, CommitRequest};
 // SOLUTION END
 
 impl TxnStore {
@@ -72,7 +72,7 @@ impl TxnStore {
                     resp.lock_ttl = lock.ttl;
                     return Ok(resp);
                 }
-                rollback_key(&mut txn, primary)?;
+                rollback_primary(&mut txn, primary)?;
                 resp.set_action(Action::TtlExpireRollback);
             }
             _ => match txn.current_write(primary)? {
@@ -81,7 +81,7 @@ impl TxnStore {
                 }
                 Some(_) => {}
                 None => {
-                    rollback_key(&mut txn, primary)?;
+                    rollback_primary(&mut txn, primary)?;
                     resp.set_action(Action::LockNotExistRollback);
                 }
             },
@@ -180,6 +180,23 @@ impl TxnStore {
     }
 }
 
+// SOLUTION BEGIN lab 4c
+/// [`rollback_key`] for a primary that has no commit of `txn` (checked,
+/// or implied by `txn`'s lock on it): a commit there means the data is
+/// inconsistent.
+fn rollback_primary(txn: &mut MvccTxn, primary: &[u8]) -> Result<()> {
+    match rollback_key(txn, primary)? {
+        None => Ok(()),
+        Some(e) => Err(crate::Error::Corrupt(format!(
+            "the primary {} is both locked and committed by the transaction started at {}: {}",
+            primary.escape_ascii(),
+            txn.start_ts,
+            e.abort
+        ))),
+    }
+}
+// SOLUTION END
+
 /// Rolls back `txn`'s write of `key` (lab 4c), for
 /// [`TxnStore::batch_rollback`] and [`TxnStore::check_txn_status`]:
 ///
@@ -198,8 +215,9 @@ pub fn rollback_key(txn: &mut MvccTxn, key: &[u8]) -> Result<Option<KeyError>> {
         Some((write, _)) if write.kind == WriteKind::Rollback => return Ok(None),
         Some((_, commit_ts)) => {
             let abort = format!(
-                "key {key:?} of the transaction started at {} was committed at {commit_ts}; \
+                "key {} of the transaction started at {} was committed at {commit_ts}; \
                  it cannot be rolled back",
+                key.escape_ascii(),
                 txn.start_ts
             );
             return Ok(Some(KeyError { abort, ..Default::default() }));

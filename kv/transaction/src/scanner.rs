@@ -12,7 +12,8 @@
 //!   before `ts` (the same value [`MvccTxn::get_value`] gives).
 //!
 //! A key whose visible write is a `Delete`, or that has no write at or
-//! before `ts`, is skipped; so is a lock and value's older versions.
+//! before `ts`, yields nothing; nor do the older versions under the
+//! visible one.
 //!
 //! Keys come from two column families, both in user-key order: the
 //! `write` CF (under `encode_key`, whose order is the user keys' order)
@@ -104,6 +105,16 @@ impl Scanner {
         }
     }
 
+    /// The value the transaction started at `start_ts` wrote to `key`
+    /// (in `default`), if it is there.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn value(&self, key: &[u8], start_ts: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.reader.get_cf(Cf::Default, &encode_key(key, start_ts))?)
+    }
+
     /// The next key with something to say, and what (lab 4c).
     ///
     /// 1. The next user key is the smaller of [`peek_write_key`] and
@@ -113,8 +124,8 @@ impl Scanner {
     ///    key's write entries).
     /// 3. Otherwise consume every `write` entry of the key. The first one
     ///    committed at or before `self.ts` that is not a `Rollback`
-    ///    decides: a `Put` yields its value (from `default`, at the
-    ///    write's start ts), a `Delete` yields nothing for this key.
+    ///    decides: a `Put` yields its value ([`value`](Scanner::value) at
+    ///    the write's start ts), a `Delete` yields nothing for this key.
     /// 4. A key that yields nothing: go on with the next key.
     ///
     /// After an item, both iterators must be past the item's key.
@@ -186,9 +197,7 @@ impl Scanner {
             }
         }
         match visible {
-            Some(Write { kind: WriteKind::Put, start_ts }) => {
-                Ok(self.reader.get_cf(Cf::Default, &encode_key(key, start_ts))?)
-            }
+            Some(Write { kind: WriteKind::Put, start_ts }) => self.value(key, start_ts),
             _ => Ok(None),
         }
     }
