@@ -260,11 +260,13 @@ impl TxnStore {
     /// - this transaction's lock (`ts == start_version`): put a write
     ///   record at `commit_version` of the lock's kind, pointing to
     ///   `start_version`, and delete the lock;
-    /// - another transaction's lock: a `retryable` error;
-    /// - no lock: look at this transaction's write
-    ///   ([`MvccTxn::current_write`]). Already committed: fine (a repeated
-    ///   commit changes nothing); rolled back: an `abort` error; no write
-    ///   either: nothing to do.
+    /// - otherwise (another transaction's lock, or none), look at this
+    ///   transaction's write ([`MvccTxn::current_write`]): already
+    ///   committed: fine, nothing to do (a repeated commit, or someone
+    ///   resolved the lock and another transaction has locked the key
+    ///   since); rolled back: an `abort` error; no write either: a
+    ///   `retryable` error if another transaction holds the key, else
+    ///   nothing to do.
     ///
     /// On any error, write nothing.
     ///
@@ -286,23 +288,23 @@ impl TxnStore {
                     txn.delete_lock(key);
                     continue;
                 }
-                Some(lock) => KeyError {
-                    retryable: format!(
-                        "key {} is locked by the transaction started at {}",
-                        key.escape_ascii(),
-                        lock.ts
-                    ),
-                    ..Default::default()
-                },
-                None => match txn.current_write(key)? {
-                    Some((write, _)) if write.kind == WriteKind::Rollback => KeyError {
+                other_lock => match (txn.current_write(key)?, other_lock) {
+                    (Some((write, _)), _) if write.kind == WriteKind::Rollback => KeyError {
                         abort: format!(
                             "the transaction started at {} was rolled back",
                             req.start_version
                         ),
                         ..Default::default()
                     },
-                    Some(_) | None => continue,
+                    (Some(_), _) | (None, None) => continue,
+                    (None, Some(lock)) => KeyError {
+                        retryable: format!(
+                            "key {} is locked by the transaction started at {}",
+                            key.escape_ascii(),
+                            lock.ts
+                        ),
+                        ..Default::default()
+                    },
                 },
             };
             return Ok(CommitResponse { error: Some(error), ..Default::default() });

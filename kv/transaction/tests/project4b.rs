@@ -566,6 +566,42 @@ fn commit_locked_by_another_txn_is_retryable_4b() {
     check_eq!(s.written(), no_writes(), "a commit with an error must write nothing");
 }
 
+/// This transaction's key was committed (by someone who resolved its
+/// lock) and another transaction has locked the key since: committing it
+/// again is no error and changes nothing.
+#[test]
+fn commit_committed_key_locked_by_another_txn_is_ok_4b() {
+    let (s, store) = setup();
+    s.put_committed(b"a", b"1", 5, 7);
+    prewritten_put(&s, b"a", b"2", b"a", 9);
+    s.clear_written();
+    check_eq!(
+        commit(&store, &[b"a"], 5, 7),
+        ok_commit(),
+        "commit a (start 5) at 7, a committed at 7 and now locked by the txn started at 9"
+    );
+    check_eq!(s.written(), no_writes(), "a commit of an already committed key must write nothing");
+}
+
+/// This transaction was rolled back on the key (its lock expired and
+/// someone cleaned it up) and another transaction has locked the key
+/// since: the commit must learn it is too late (`abort`), not retry.
+#[test]
+fn commit_rolled_back_key_locked_by_another_txn_is_an_abort_4b() {
+    let (s, store) = setup();
+    s.put_write_record(b"a", WriteKind::Rollback, 5, 5);
+    prewritten_put(&s, b"a", b"2", b"a", 9);
+    s.clear_written();
+    let resp = commit(&store, &[b"a"], 5, 10);
+    let abort = resp.error.as_ref().is_some_and(|e| !e.abort.is_empty());
+    assert!(
+        abort,
+        "commit a (start 5) at 10, a rolled back for start 5 and now locked by the txn started \
+         at 9: expected an error with abort set, got {resp:?}; {DOC}"
+    );
+    check_eq!(s.written(), no_writes(), "a commit with an error must write nothing");
+}
+
 /// Committing twice leaves the storage exactly as after the first commit.
 #[test]
 fn commit_repeated_is_idempotent_4b() {
