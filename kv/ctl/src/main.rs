@@ -234,13 +234,13 @@ async fn run_raw(
                 ..Default::default()
             };
             let resp = client.raw_put(req).await.map_err(status_message)?.into_inner();
-            check(&resp.error, resp.region_error.is_some())?;
+            check(&resp.error, resp.region_error.as_ref())?;
             println!("OK");
         }
         RawCommand::Get { key, cf } => {
             let req = RawGetRequest { key: parse(&key)?, cf: cf.cf, ..Default::default() };
             let resp = client.raw_get(req).await.map_err(status_message)?.into_inner();
-            check(&resp.error, resp.region_error.is_some())?;
+            check(&resp.error, resp.region_error.as_ref())?;
             if resp.not_found {
                 println!("(not found)");
             } else {
@@ -250,7 +250,7 @@ async fn run_raw(
         RawCommand::Delete { key, cf } => {
             let req = RawDeleteRequest { key: parse(&key)?, cf: cf.cf, ..Default::default() };
             let resp = client.raw_delete(req).await.map_err(status_message)?.into_inner();
-            check(&resp.error, resp.region_error.is_some())?;
+            check(&resp.error, resp.region_error.as_ref())?;
             println!("OK");
         }
         RawCommand::Scan { start, limit, cf } => {
@@ -261,7 +261,7 @@ async fn run_raw(
                 ..Default::default()
             };
             let resp = client.raw_scan(req).await.map_err(status_message)?.into_inner();
-            check(&resp.error, resp.region_error.is_some())?;
+            check(&resp.error, resp.region_error.as_ref())?;
             for pair in &resp.kvs {
                 println!("{} => {}", show(&pair.key), show(&pair.value));
             }
@@ -513,15 +513,12 @@ async fn connect(addr: &str) -> Result<TinyKvClient<Channel>, String> {
     })
 }
 
-/// Turns a response's error fields into an `Err`.
-fn check(error: &str, has_region_error: bool) -> Result<(), String> {
+/// Turns a raw response's error fields into an `Err`.
+fn check(error: &str, region_error: Option<&tinykv_proto::errorpb::Error>) -> Result<(), String> {
     if !error.is_empty() {
         return Err(format!("server: {error}"));
     }
-    if has_region_error {
-        return Err("server: region error (the request reached the wrong region or peer)".into());
-    }
-    Ok(())
+    check_region(region_error)
 }
 
 fn status_message(status: tonic::Status) -> String {

@@ -11,9 +11,12 @@ use tinykv_engine::{Cf, EngineIter};
 use tinykv_storage::{Context, Modify, Storage, StorageReader};
 
 use crate::codec::encode_key;
-use crate::record::{Write, WriteKind};
+use crate::record::{Lock, Write, WriteKind};
 
 type Data = BTreeMap<(Cf, Vec<u8>), Vec<u8>>;
+
+/// The pairs of one column family, in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// See the module docs. Cloning shares the data.
 #[derive(Debug, Clone, Default)]
@@ -56,13 +59,34 @@ impl MemStorage {
         self.put_fixture(vec![Modify::put(Cf::Write, &encode_key(key, commit), &write.to_bytes())]);
     }
 
+    /// Test fixture: `lock` on `key` (in `lock`, under the raw key), and
+    /// nothing else.
+    pub fn put_lock(&self, key: &[u8], lock: &Lock) {
+        self.put_fixture(vec![Modify::put(Cf::Lock, key, &lock.to_bytes())]);
+    }
+
+    /// Test fixture: what a prewrite of `key = value` leaves: the value in
+    /// `default` under the lock's start ts, and `lock` on `key`.
+    pub fn put_prewritten(&self, key: &[u8], value: &[u8], lock: &Lock) {
+        self.put_fixture(vec![
+            Modify::put(Cf::Default, &encode_key(key, lock.ts), value),
+            Modify::put(Cf::Lock, key, &lock.to_bytes()),
+        ]);
+    }
+
     /// Writes `batch` as a test fixture.
     pub fn put_fixture(&self, batch: Vec<Modify>) {
         self.write(&Context::default(), batch).expect("an in-memory write cannot fail");
     }
 
+    /// Every pair of the three transaction column families (`default`,
+    /// `lock`, `write`), each in key order.
+    pub fn contents(&self) -> Vec<(Cf, Pairs)> {
+        [Cf::Default, Cf::Lock, Cf::Write].into_iter().map(|cf| (cf, self.pairs(cf))).collect()
+    }
+
     /// Every pair of `cf`, in key order.
-    pub fn pairs(&self, cf: Cf) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub fn pairs(&self, cf: Cf) -> Pairs {
         let data = self.data.lock().expect("the data");
         data.iter()
             .filter(|((c, _), _)| *c == cf)

@@ -18,6 +18,7 @@ use tinykv_proto::kvrpcpb::{
 };
 use tinykv_storage::Modify;
 use tinykv_transaction::codec::{decode_user_key, encode_key};
+use tinykv_transaction::mem_storage::Pairs;
 use tinykv_transaction::{Lock, MemStorage, TxnStore, Write, WriteKind};
 
 // ----- helpers ---------------------------------------------------------------
@@ -91,24 +92,10 @@ fn lock_of(primary: &[u8], ts: u64, ttl: u64, kind: WriteKind) -> Lock {
     Lock { primary: primary.to_vec(), ts, ttl, kind }
 }
 
-/// Puts a lock on `key` (only the lock, no value).
-fn lock_key(s: &MemStorage, key: &[u8], lock: &Lock) {
-    s.put_fixture(vec![Modify::put(Cf::Lock, key, &lock.to_bytes())]);
-}
-
 /// What a prewrite of `key = value` by the txn started at `start` leaves:
 /// the value in `default` and a Put lock.
 fn prewritten_put(s: &MemStorage, key: &[u8], value: &[u8], primary: &[u8], start: u64) {
-    s.put_fixture(vec![Modify::put(Cf::Default, &encode_key(key, start), value)]);
-    lock_key(s, key, &lock_of(primary, start, 100, WriteKind::Put));
-}
-
-/// The pairs of one column family, in key order.
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Every pair of every transaction column family.
-fn contents(s: &MemStorage) -> Vec<(Cf, Pairs)> {
-    [Cf::Default, Cf::Lock, Cf::Write].into_iter().map(|cf| (cf, s.pairs(cf))).collect()
+    s.put_prewritten(key, value, &lock_of(primary, start, 100, WriteKind::Put));
 }
 
 fn pair(key: &[u8], value: &[u8]) -> (Vec<u8>, Vec<u8>) {
@@ -235,7 +222,7 @@ fn get_locked_4b() {
     let (s, store) = setup();
     s.put_committed(b"k", b"old", 1, 2);
     s.put_fixture(vec![Modify::put(Cf::Default, &encode_key(b"k", 5), b"new")]);
-    lock_key(&s, b"k", &lock_of(b"pk", 5, 3000, WriteKind::Put));
+    s.put_lock(b"k", &lock_of(b"pk", 5, 3000, WriteKind::Put));
     s.clear_written();
     for version in [5, 10] {
         let resp = get(&store, b"k", version);
@@ -293,7 +280,7 @@ fn prewrite_single_4b() {
 #[test]
 fn prewrite_locked_4b() {
     let (s, store) = setup();
-    lock_key(&s, b"k", &lock_of(b"other", 3, 50, WriteKind::Put));
+    s.put_lock(b"k", &lock_of(b"other", 3, 50, WriteKind::Put));
     s.clear_written();
     let resp = prewrite(&store, vec![put_req(b"k", b"v")], b"k", 5, 100);
     check_eq!(
@@ -491,7 +478,7 @@ fn commit_overwrite_4b() {
 fn commit_multiple_keys_4b() {
     let (s, store) = setup();
     prewritten_put(&s, b"a", b"1", b"a", 5);
-    lock_key(&s, b"b", &lock_of(b"a", 5, 100, WriteKind::Delete));
+    s.put_lock(b"b", &lock_of(b"a", 5, 100, WriteKind::Delete));
     prewritten_put(&s, b"c", b"3", b"a", 5);
     prewritten_put(&s, b"d", b"4", b"a", 5);
     check_eq!(commit(&store, &[b"c", b"a", b"b"], 5, 8), ok_commit(), "commit c, a, b at 8");
@@ -607,11 +594,11 @@ fn commit_rolled_back_key_locked_by_another_txn_is_an_abort_4b() {
 fn commit_repeated_is_idempotent_4b() {
     let (s, store) = setup();
     prewritten_put(&s, b"a", b"1", b"a", 5);
-    lock_key(&s, b"b", &lock_of(b"a", 5, 100, WriteKind::Delete));
+    s.put_lock(b"b", &lock_of(b"a", 5, 100, WriteKind::Delete));
     check_eq!(commit(&store, &[b"a", b"b"], 5, 7), ok_commit(), "commit a, b (start 5) at 7");
-    let after_first = contents(&s);
+    let after_first = s.contents();
     check_eq!(commit(&store, &[b"a", b"b"], 5, 7), ok_commit(), "commit a, b at 7 again");
-    check_eq!(contents(&s), after_first, "the storage after a repeated commit");
+    check_eq!(s.contents(), after_first, "the storage after a repeated commit");
 }
 
 /// A commit of keys never prewritten (no lock, no write of this txn)

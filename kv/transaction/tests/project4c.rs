@@ -20,6 +20,7 @@ use tinykv_proto::kvrpcpb::{
 };
 use tinykv_storage::{Context, Modify, Storage, StorageReader};
 use tinykv_transaction::codec::encode_key;
+use tinykv_transaction::mem_storage::Pairs;
 use tinykv_transaction::requests::{self, PrewriteBuilder};
 use tinykv_transaction::ts::{LOGICAL_BITS, compose};
 use tinykv_transaction::{Lock, MemStorage, ScanItem, Scanner, TxnStore, Write, WriteKind};
@@ -62,24 +63,10 @@ fn lock_of(primary: &[u8], ts: u64, ttl: u64, kind: WriteKind) -> Lock {
     Lock { primary: primary.to_vec(), ts, ttl, kind }
 }
 
-/// Puts a lock on `key` (only the lock, no value).
-fn lock_key(s: &MemStorage, key: &[u8], lock: &Lock) {
-    s.put_fixture(vec![Modify::put(Cf::Lock, key, &lock.to_bytes())]);
-}
-
 /// What a prewrite of `key = value` by the txn started at `start` leaves:
 /// the value in `default` and a Put lock with TTL `ttl`.
 fn prewritten_put(s: &MemStorage, key: &[u8], value: &[u8], primary: &[u8], start: u64, ttl: u64) {
-    s.put_fixture(vec![Modify::put(Cf::Default, &encode_key(key, start), value)]);
-    lock_key(s, key, &lock_of(primary, start, ttl, WriteKind::Put));
-}
-
-/// The pairs of one column family, in key order.
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Every pair of every transaction column family.
-fn contents(s: &MemStorage) -> Vec<(Cf, Pairs)> {
-    [Cf::Default, Cf::Lock, Cf::Write].into_iter().map(|cf| (cf, s.pairs(cf))).collect()
+    s.put_prewritten(key, value, &lock_of(primary, start, ttl, WriteKind::Put));
 }
 
 /// Expected pairs, put in key order (as `MemStorage::pairs` gives them).
@@ -263,7 +250,7 @@ fn rollback_one_4c() {
 fn rollback_delete_lock_4c() {
     let (s, store) = setup();
     s.put_committed(b"k", b"old", 1, 2);
-    lock_key(&s, b"k", &lock_of(b"k", 5, 100, WriteKind::Delete));
+    s.put_lock(b"k", &lock_of(b"k", 5, 100, WriteKind::Delete));
     check_eq!(
         rollback(&store, 5, &[b"k"]),
         ok_rollback(),
@@ -292,7 +279,7 @@ fn rollback_duplicate_keys_4c() {
     s.clear_written();
     check_eq!(rollback(&store, 5, &[b"k", b"k"]), ok_rollback(), "rollback k, k (start 5)");
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, no_pairs()),
             (Cf::Lock, no_pairs()),
@@ -348,7 +335,7 @@ fn rollback_committed_is_an_abort_4c() {
     let (s, store) = setup();
     prewritten_put(&s, b"a", b"1", b"a", 5, 100);
     s.put_committed(b"b", b"2", 5, 7);
-    let before = contents(&s);
+    let before = s.contents();
     s.clear_written();
     let resp = rollback(&store, 5, &[b"a", b"b"]);
     assert!(
@@ -361,7 +348,7 @@ fn rollback_committed_is_an_abort_4c() {
         no_writes(),
         "rollback a, b with b committed: nothing at all may be written, not even for a"
     );
-    check_eq!(contents(&s), before, "the storage after a rollback that aborted");
+    check_eq!(s.contents(), before, "the storage after a rollback that aborted");
 }
 
 /// Rolling back again is no error and changes nothing.
@@ -371,7 +358,7 @@ fn rollback_duplicate_4c() {
     s.put_committed(b"a", b"old", 1, 2);
     prewritten_put(&s, b"a", b"1", b"a", 5, 100);
     check_eq!(rollback(&store, 5, &[b"a", b"b"]), ok_rollback(), "rollback a, b (start 5)");
-    let after_first = contents(&s);
+    let after_first = s.contents();
     check_eq!(
         after_first,
         vec![
@@ -393,7 +380,7 @@ fn rollback_duplicate_4c() {
         ok_rollback(),
         "rollback a, b (start 5) a second time"
     );
-    check_eq!(contents(&s), after_first, "the storage after rolling back a, b twice");
+    check_eq!(s.contents(), after_first, "the storage after rolling back a, b twice");
 }
 
 /// A lock of another transaction on the key stays, with its value; this
@@ -488,7 +475,7 @@ fn check_txn_status_ttl_expired_4c() {
         "check status of p (lock ts {lock_ts}, ttl 10 ms) 100 ms later"
     );
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, vec![value_at(b"p", old_start, b"old")]),
             (Cf::Lock, no_pairs()),
@@ -543,7 +530,7 @@ fn check_txn_status_ttl_boundary_4c() {
         "check status of p (lock at compose(p, 0), ttl 10) at compose(p + 10, 0)"
     );
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, no_pairs()),
             (Cf::Lock, no_pairs()),
@@ -574,7 +561,7 @@ fn check_txn_status_ttl_ignores_logical_parts_4c() {
         "check status of p (lock at compose(p, {MAX_LOGICAL}), ttl 10) at compose(p + 10, 0)"
     );
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, no_pairs()),
             (Cf::Lock, no_pairs()),
@@ -637,7 +624,7 @@ fn check_txn_status_no_lock_no_write_4c() {
         "check status of p (lock ts {lock_ts}), no lock and no write of that txn"
     );
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, vec![value_at(b"p", old_start, b"old")]),
             (Cf::Lock, no_pairs()),
@@ -669,7 +656,7 @@ fn check_txn_status_another_txns_lock_4c() {
          (expired)"
     );
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, vec![value_at(b"p", other_ts, b"theirs")]),
             (Cf::Lock, vec![lock_at(b"p", &lock_of(b"p", other_ts, 1, WriteKind::Put))]),
@@ -721,7 +708,7 @@ fn resolve_empty_4c() {
 /// Three prewritten keys of the txn (one a Delete).
 fn three_locked_keys(s: &MemStorage) {
     prewritten_put(s, b"a", b"1", b"a", 5, 100);
-    lock_key(s, b"b", &lock_of(b"a", 5, 100, WriteKind::Delete));
+    s.put_lock(b"b", &lock_of(b"a", 5, 100, WriteKind::Delete));
     prewritten_put(s, b"c", b"3", b"a", 5, 100);
 }
 
@@ -733,7 +720,7 @@ fn resolve_commit_4c() {
     three_locked_keys(&s);
     check_eq!(resolve(&store, 5, 8), ok_resolve(), "resolve txn 5 at commit 8, locks on a, b, c");
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, vec![value_at(b"a", 5, b"1"), value_at(b"c", 5, b"3")]),
             (Cf::Lock, no_pairs()),
@@ -758,7 +745,7 @@ fn resolve_rollback_4c() {
     three_locked_keys(&s);
     check_eq!(resolve(&store, 5, 0), ok_resolve(), "resolve txn 5 with rollback, locks on a, b, c");
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, no_pairs()),
             (Cf::Lock, no_pairs()),
@@ -828,7 +815,7 @@ fn resolve_commit_already_committed_keys_4c() {
     prewritten_put(&s, b"b", b"2", b"a", 5, 100);
     check_eq!(resolve(&store, 5, 8), ok_resolve(), "resolve txn 5 at 8, a already committed at 8");
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, vec![value_at(b"a", 5, b"1"), value_at(b"b", 5, b"2")]),
             (Cf::Lock, no_pairs()),
@@ -854,7 +841,7 @@ fn resolve_rollback_already_rolled_back_keys_4c() {
         "resolve txn 5 with rollback, a already rolled back"
     );
     check_eq!(
-        contents(&s),
+        s.contents(),
         vec![
             (Cf::Default, no_pairs()),
             (Cf::Lock, no_pairs()),
@@ -1143,8 +1130,8 @@ fn scan_locked_key_without_versions_4c() {
     let (s, store) = setup();
     s.put_committed(b"a", b"1", 1, 2);
     prewritten_put(&s, b"b", b"new", b"a", 5, 100);
-    lock_key(&s, b"c", &lock_of(b"a", 5, 100, WriteKind::Delete));
-    lock_key(&s, b"e", &lock_of(b"e", 3, 50, WriteKind::Put));
+    s.put_lock(b"c", &lock_of(b"a", 5, 100, WriteKind::Delete));
+    s.put_lock(b"e", &lock_of(b"e", 3, 50, WriteKind::Put));
     s.put_committed(b"d", b"4", 1, 2);
     check_eq!(
         scan(&store, b"", 10, 10),
@@ -1168,8 +1155,8 @@ fn scan_from_the_middle_4c() {
         s.put_committed(key, key, 1, 2);
         s.put_committed(key, b"invisible", 11, 12);
     }
-    lock_key(&s, b"a", &lock_of(b"a", 3, 100, WriteKind::Put));
-    lock_key(&s, b"bb", &lock_of(b"bb", 3, 100, WriteKind::Put));
+    s.put_lock(b"a", &lock_of(b"a", 3, 100, WriteKind::Put));
+    s.put_lock(b"bb", &lock_of(b"bb", 3, 100, WriteKind::Put));
     check_eq!(
         scan(&store, b"b", 10, 10),
         scanned(vec![
@@ -1215,7 +1202,7 @@ fn scan_binary_and_prefix_keys_4c() {
     let locked: [&[u8]; 3] = [b"a\x00", b"12345678", b"\xff"];
     for key in keys {
         if locked.contains(&key) {
-            lock_key(&s, key, &lock_of(b"pk", 4, 9, WriteKind::Put));
+            s.put_lock(key, &lock_of(b"pk", 4, 9, WriteKind::Put));
         } else {
             s.put_committed(key, &[key, b"!"].concat(), 1, 2);
         }
@@ -1252,13 +1239,13 @@ fn scan_writes_nothing_4c() {
     s.put_write_record(b"a", WriteKind::Rollback, 3, 3);
     prewritten_put(&s, b"b", b"2", b"b", 4, 1);
     s.put_write_record(b"c", WriteKind::Delete, 1, 2);
-    let before = contents(&s);
+    let before = s.contents();
     s.clear_written();
     for (start, limit, version) in [(&b""[..], 10, 10), (b"b", 1, 3), (b"", 0, 10)] {
         let _ = scan(&store, start, limit, version);
     }
     check_eq!(s.written(), no_writes(), "scans must write nothing");
-    check_eq!(contents(&s), before, "the storage after scans");
+    check_eq!(s.contents(), before, "the storage after scans");
 }
 
 /// Scans agree with a model of the data on generated keys, versions,
@@ -1361,8 +1348,8 @@ fn scanner_yields_items_then_none_4c() {
     prewritten_put(&s, b"c", b"new", b"c", 5, 77);
     s.put_committed(b"d", b"4", 1, 2);
     s.put_write_record(b"d", WriteKind::Rollback, 6, 6);
-    lock_key(&s, b"e", &lock_of(b"c", 5, 77, WriteKind::Delete));
-    lock_key(&s, b"f", &lock_of(b"f", 50, 1, WriteKind::Put));
+    s.put_lock(b"e", &lock_of(b"c", 5, 77, WriteKind::Delete));
+    s.put_lock(b"f", &lock_of(b"f", 50, 1, WriteKind::Put));
     let reader = s.reader(&Context::default()).expect("an in-memory reader");
     let mut scanner = Scanner::new(reader, b"", 10);
     let mut items = Vec::new();
@@ -1396,7 +1383,7 @@ fn scanner_from_a_start_key_4c() {
     s.put_committed(b"a", b"1", 1, 2);
     s.put_committed(b"b", b"2", 1, 2);
     s.put_committed(b"b", b"2new", 7, 8);
-    lock_key(&s, b"bb", &lock_of(b"x", 3, 5, WriteKind::Put));
+    s.put_lock(b"bb", &lock_of(b"x", 3, 5, WriteKind::Put));
     s.put_committed(b"c", b"3", 1, 2);
     let reader = s.reader(&Context::default()).expect("an in-memory reader");
     let mut scanner = Scanner::new(reader, b"b", 5);
