@@ -70,7 +70,11 @@ impl Error {
         let mut e = errorpb::Error { message: self.to_string(), ..Default::default() };
         match self {
             Error::NotLeader { region_id, leader } => {
-                e.not_leader = Some(errorpb::NotLeader { region_id: *region_id, leader: *leader });
+                e.not_leader = Some(errorpb::NotLeader {
+                    region_id: *region_id,
+                    leader: *leader,
+                    ..Default::default()
+                });
             }
             Error::StoreNotMatch { request, actual } => {
                 e.store_not_match = Some(errorpb::StoreNotMatch {

@@ -155,7 +155,8 @@ fn run_store(store_id: u64, cluster: BTreeMap<u64, String>, args: &Args) -> Resu
         fjall: FjallConfig::default(),
     };
     let node = Node::start(&cfg, runtime.handle())?;
-    let storage = RaftStorage::new(node.handle(), Duration::from_secs(5));
+    let storage =
+        RaftStorage::new(node.handle(), Duration::from_secs(5)).with_addresses(cfg.stores.clone());
     let service = TinyKvService::new(Server::new(Arc::new(storage))).with_node(node.handle());
     let served: Result<(), String> = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.addr)

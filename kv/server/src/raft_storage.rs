@@ -6,9 +6,12 @@
 //! the kv engine taken when the command applied, so reads through it are
 //! linearizable. The server code of lab 1 runs unchanged on top.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tinykv_engine::{Cf, EngineIter, Snapshot};
+use tinykv_proto::errorpb;
+use tinykv_proto::metapb::Region;
 use tinykv_proto::raft_cmdpb::{
     CmdType, DeleteRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request, SnapRequest,
 };
@@ -16,42 +19,88 @@ use tinykv_raftstore::CmdResponse;
 use tinykv_raftstore::error::response_error;
 use tinykv_storage::{Context, Error, Modify, Result, Storage, StorageReader};
 
-use crate::node::NodeHandle;
+use crate::node::{NodeError, NodeHandle};
 
 /// The region every key lives in until regions split (lab 3b).
 pub const FIRST_REGION: u64 = 1;
 
+/// How long a client should wait before it retries on a store whose input
+/// queue was full (`server_is_busy.backoff_ms`).
+pub const BUSY_BACKOFF_MS: u64 = 50;
+
 /// A [`Storage`] over this store's raft peer. See the module docs.
+///
+/// Every refusal of the raftstore reaches the caller as
+/// [`Error::Region`] with the protocol's `errorpb::Error` intact; a
+/// not-leader error also names the leader store's address when this
+/// storage knows it ([`RaftStorage::with_addresses`]).
 #[derive(Debug, Clone)]
 pub struct RaftStorage {
     node: NodeHandle,
     timeout: Duration,
+    /// The gRPC address of every store of the cluster, by store id (empty
+    /// when unknown).
+    addresses: BTreeMap<u64, String>,
 }
 
 impl RaftStorage {
     /// A storage over the store behind `node`; a command that gets no
     /// answer within `timeout` fails.
     pub fn new(node: NodeHandle, timeout: Duration) -> RaftStorage {
-        RaftStorage { node, timeout }
+        RaftStorage { node, timeout, addresses: BTreeMap::new() }
+    }
+
+    /// Names the stores' addresses (store id → `HOST:PORT`), so that a
+    /// not-leader error can tell a client where the leader is
+    /// (`not_leader.leader_address`, and in its message).
+    pub fn with_addresses(mut self, addresses: BTreeMap<u64, String>) -> RaftStorage {
+        self.addresses = addresses;
+        self
     }
 
     fn header(&self, ctx: &Context) -> Result<RaftRequestHeader> {
         let region_id = if ctx.region_id == 0 { FIRST_REGION } else { ctx.region_id };
-        let region =
-            self.node.region(region_id).map_err(|e| Error::Raft(e.to_string()))?.ok_or_else(
-                || Error::Raft(format!("region {region_id} not found on this store")),
-            )?;
+        let region = self.node.region(region_id).map_err(node_error)?.ok_or_else(|| {
+            Error::region(tinykv_raftstore::Error::RegionNotFound(region_id).to_pb())
+        })?;
         let peer = region.peers.iter().find(|p| p.store_id == self.node.store_id()).copied();
         Ok(RaftRequestHeader { region_id, peer, region_epoch: region.region_epoch, term: 0 })
     }
 
     fn call(&self, ctx: &Context, requests: Vec<Request>) -> Result<CmdResponse> {
         let req = RaftCmdRequest { header: Some(self.header(ctx)?), requests, admin_request: None };
-        let resp = self.node.call(req, self.timeout).map_err(|e| Error::Raft(e.to_string()))?;
+        let resp = self.node.call(req, self.timeout).map_err(node_error)?;
         match response_error(&resp.resp) {
-            Some(e) => Err(Error::Raft(e.message.clone())),
+            Some(e) => Err(Error::region(self.with_leader_address(e.clone()))),
             None => Ok(resp),
         }
+    }
+
+    /// Adds the leader's address to a not-leader error, when known.
+    fn with_leader_address(&self, mut e: errorpb::Error) -> errorpb::Error {
+        let Some(not_leader) = e.not_leader.as_mut() else { return e };
+        let Some(leader) = not_leader.leader else { return e };
+        if let Some(addr) = self.addresses.get(&leader.store_id) {
+            not_leader.leader_address = addr.clone();
+            e.message = format!("{} at {addr}", e.message);
+        }
+        e
+    }
+}
+
+/// A driver failure as a storage error: a full input queue is the
+/// protocol's `server_is_busy`; a timeout or a stopped store has no field.
+fn node_error(e: NodeError) -> Error {
+    match e {
+        NodeError::Busy(_) => Error::region(errorpb::Error {
+            message: e.to_string(),
+            server_is_busy: Some(errorpb::ServerIsBusy {
+                reason: e.to_string(),
+                backoff_ms: BUSY_BACKOFF_MS,
+            }),
+            ..Default::default()
+        }),
+        NodeError::Stopped(_) | NodeError::Timeout(..) => Error::Raft(e.to_string()),
     }
 }
 
@@ -82,23 +131,65 @@ impl Storage for RaftStorage {
             ..Default::default()
         };
         let resp = self.call(ctx, vec![snap])?;
+        let region = resp.resp.responses.first().and_then(|r| r.snap.as_ref()?.region.clone());
+        let region =
+            region.ok_or_else(|| Error::Raft("a Snap answer without its region".into()))?;
         let snap =
             resp.snap.ok_or_else(|| Error::Raft("a Snap answer without a snapshot".into()))?;
-        Ok(Box::new(RegionReader { snap }))
+        Ok(Box::new(RegionReader { snap, region }))
     }
 }
 
-/// Reads a region's data from a kv engine snapshot.
-struct RegionReader {
+/// Reads one region's data from a kv engine snapshot.
+///
+/// Invariant: it never returns a key outside `[region.start_key,
+/// region.end_key)` (an empty end key is unbounded): another region's
+/// data in the same engine is not this region's to serve.
+pub struct RegionReader {
     snap: Box<dyn Snapshot>,
+    region: Region,
+}
+
+impl std::fmt::Debug for RegionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionReader").field("region", &self.region).finish_non_exhaustive()
+    }
+}
+
+impl RegionReader {
+    /// A reader of `region`'s keys in `snap`.
+    pub fn new(snap: Box<dyn Snapshot>, region: Region) -> RegionReader {
+        RegionReader { snap, region }
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        let r = &self.region;
+        key >= r.start_key.as_slice() && (r.end_key.is_empty() || key < r.end_key.as_slice())
+    }
 }
 
 impl StorageReader for RegionReader {
     fn get_cf(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if !self.contains(key) {
+            let r = &self.region;
+            let e = tinykv_raftstore::Error::KeyNotInRegion {
+                key: key.to_vec(),
+                region_id: r.id,
+                start_key: r.start_key.clone(),
+                end_key: r.end_key.clone(),
+            };
+            return Err(Error::region(e.to_pb()));
+        }
         Ok(self.snap.get(cf, key)?)
     }
 
     fn iter_cf(&self, cf: Cf, start: &[u8]) -> EngineIter {
-        self.snap.iter(cf, start, None)
+        let r = &self.region;
+        let start = start.max(r.start_key.as_slice());
+        let end = (!r.end_key.is_empty()).then_some(r.end_key.as_slice());
+        if end.is_some_and(|end| start >= end) {
+            return Box::new(std::iter::empty());
+        }
+        self.snap.iter(cf, start, end)
     }
 }

@@ -11,10 +11,17 @@
 //!    `get_cf` / `iter_cf`;
 //! 3. fills in the response.
 //!
-//! Errors never become panics or gRPC errors: a bad request or a storage
-//! failure puts its message (`err.to_string()`) in the response's `error`
-//! field, and nothing is written. A missing key is *not* an error:
-//! `raw_get` answers `not_found = true`.
+//! Errors never become panics or gRPC errors: a failed request answers
+//! [`failed`]`(&err)`, which puts the message in the response's `error`
+//! field and, when the storage refused with a region error (on the
+//! replicated store: not the leader, region not found, ...), that error
+//! in `region_error` too, so a client can act on its fields. Nothing is
+//! written then. A missing key is *not* an error: `raw_get` answers
+//! `not_found = true`.
+//!
+//! A scan's answer is bounded by a [`ScanBudget`]: its limit, and
+//! [`MAX_SCAN_BYTES`](tinykv_storage::MAX_SCAN_BYTES) of keys and values,
+//! so that it always fits in one gRPC message.
 //!
 //! Read `docs/src/lab1-standalone-kv.md`; the tests are in
 //! `kv/server/tests/project1.rs` (run `make project1`).
@@ -24,23 +31,28 @@ use tinykv_proto::kvrpcpb::{
     RawPutResponse, RawScanRequest, RawScanResponse,
 };
 
+use tinykv_proto::errorpb;
+pub use tinykv_storage::ScanBudget;
+
 use crate::Server;
 // SOLUTION BEGIN lab 1
 use tinykv_proto::kvrpcpb::{Context, KvPair};
 use tinykv_storage::Modify;
 
 use crate::limits::{check_key, check_scan_limit, check_start_key, check_value, parse_cf};
-
-/// Any error a raw handler reports in its response.
-type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 // SOLUTION END
+
+/// Any error a raw handler reports in its response: a check's
+/// [`InvalidRequest`](crate::limits::InvalidRequest), a
+/// [`tinykv_storage::Error`], ... (`?` converts them).
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Server {
     /// **Lab 1.** Reads `req.key` from column family `req.cf`.
     ///
     /// Found: `value` is set. Missing: `not_found = true` (and no error).
     /// Bad request (unknown column family, empty or oversized key) or
-    /// storage failure: `error` holds the message.
+    /// storage failure: answer [`failed`]`(&err)`.
     ///
     /// Checked by `raw_get_after_put_1`, `raw_get_missing_key_not_found_1`,
     /// `unknown_cf_is_a_clear_error_1`.
@@ -49,7 +61,7 @@ impl Server {
         match self.read_one(&req) {
             Ok(Some(value)) => RawGetResponse { value, ..Default::default() },
             Ok(None) => RawGetResponse { not_found: true, ..Default::default() },
-            Err(err) => RawGetResponse { error: err.to_string(), ..Default::default() },
+            Err(err) => failed(&err),
         }
         // SOLUTION STUB
         // let _ = (req, &self.storage);
@@ -62,15 +74,17 @@ impl Server {
     /// through the storage).
     ///
     /// Bad request (unknown column family, empty or oversized key, oversized
-    /// value) or storage failure: `error` holds the message and nothing is
+    /// value) or storage failure: answer [`failed`]`(&err)`; nothing is
     /// written.
     ///
     /// Checked by `raw_get_after_put_1`, `raw_put_visible_through_reader_1`,
     /// `bad_input_is_rejected_and_changes_nothing_1`.
     pub fn raw_put(&self, req: RawPutRequest) -> RawPutResponse {
         // SOLUTION BEGIN lab 1
-        let result = self.write_one(req.context, &req.cf, &req.key, Some(&req.value));
-        RawPutResponse { error: error_message(result), ..Default::default() }
+        match self.write_one(req.context, &req.cf, &req.key, Some(&req.value)) {
+            Ok(()) => RawPutResponse::default(),
+            Err(err) => failed(&err),
+        }
         // SOLUTION STUB
         // let _ = req;
         // todo!("lab 1: Server::raw_put (kv/server/src/raw_api.rs)")
@@ -80,14 +94,16 @@ impl Server {
     /// **Lab 1.** Removes `req.key` from column family `req.cf`. Deleting a
     /// missing key succeeds.
     ///
-    /// Bad request or storage failure: `error` holds the message and nothing
+    /// Bad request or storage failure: answer [`failed`]`(&err)`; nothing
     /// is written.
     ///
     /// Checked by `raw_get_after_delete_1`, `raw_delete_1`.
     pub fn raw_delete(&self, req: RawDeleteRequest) -> RawDeleteResponse {
         // SOLUTION BEGIN lab 1
-        let result = self.write_one(req.context, &req.cf, &req.key, None);
-        RawDeleteResponse { error: error_message(result), ..Default::default() }
+        match self.write_one(req.context, &req.cf, &req.key, None) {
+            Ok(()) => RawDeleteResponse::default(),
+            Err(err) => failed(&err),
+        }
         // SOLUTION STUB
         // let _ = req;
         // todo!("lab 1: Server::raw_delete (kv/server/src/raw_api.rs)")
@@ -97,19 +113,24 @@ impl Server {
     /// **Lab 1.** Returns up to `req.limit` pairs of column family `req.cf`
     /// whose keys are `>= req.start_key`, in ascending key order. An empty
     /// start key scans from the first key. All pairs come from ONE reader, so
-    /// the result is a consistent snapshot.
+    /// the result is a consistent snapshot. Count every pair with a
+    /// [`ScanBudget`] of the limit and stop before the first pair it
+    /// refuses: an answer never carries more than
+    /// [`MAX_SCAN_BYTES`](tinykv_storage::MAX_SCAN_BYTES) of keys and
+    /// values.
     ///
     /// Bad request (unknown column family, limit 0 or above
     /// [`MAX_SCAN_LIMIT`](crate::limits::MAX_SCAN_LIMIT), oversized start
-    /// key) or storage failure: `error` holds the message and `kvs` is empty.
+    /// key) or storage failure: [`failed`], and `kvs` is empty.
     ///
     /// Checked by `raw_scan_from_start_with_limit_1`,
-    /// `raw_scan_sees_new_key_1`, `raw_scan_skips_deleted_key_1`.
+    /// `raw_scan_sees_new_key_1`, `raw_scan_skips_deleted_key_1`,
+    /// `raw_scan_stops_at_the_byte_budget_1`.
     pub fn raw_scan(&self, req: RawScanRequest) -> RawScanResponse {
         // SOLUTION BEGIN lab 1
         match self.scan(&req) {
             Ok(kvs) => RawScanResponse { kvs, ..Default::default() },
-            Err(err) => RawScanResponse { error: err.to_string(), ..Default::default() },
+            Err(err) => failed(&err),
         }
         // SOLUTION STUB
         // let _ = req;
@@ -154,9 +175,13 @@ impl Server {
         check_start_key(&req.start_key)?;
         let limit = check_scan_limit(req.limit)?;
         let reader = self.storage.reader(&context(req.context))?;
+        let mut budget = ScanBudget::new(limit);
         let mut kvs = Vec::new();
-        for pair in reader.iter_cf(cf, &req.start_key).take(limit) {
+        for pair in reader.iter_cf(cf, &req.start_key) {
             let (key, value) = pair?;
+            if !budget.take(&key, &value) {
+                break;
+            }
             kvs.push(KvPair { key, value, ..Default::default() });
         }
         Ok(kvs)
@@ -167,9 +192,48 @@ impl Server {
 fn context(ctx: Option<Context>) -> Context {
     ctx.unwrap_or_default()
 }
-
-/// The `error` field of a response: empty on success.
-fn error_message(result: Result<(), HandlerError>) -> String {
-    result.err().map(|err| err.to_string()).unwrap_or_default()
-}
 // SOLUTION END
+
+/// The answer of a raw handler whose request failed with `err` (given):
+/// `error` holds its message; a region error of the storage
+/// ([`tinykv_storage::Error::Region`]) also goes, intact, in
+/// `region_error`, where a client looks for `not_leader` and the others.
+/// (The message stays in `error` too, so that a client that reads only
+/// `error` never takes a region error for success.)
+///
+/// ```
+/// use tinykv_proto::kvrpcpb::RawGetResponse;
+/// use tinykv_server::raw_api::{HandlerError, failed};
+/// let err: HandlerError = "no such thing".into();
+/// let resp: RawGetResponse = failed(&err);
+/// assert_eq!(resp.error, "no such thing");
+/// assert_eq!(resp.region_error, None);
+/// ```
+pub fn failed<R: RawResponse>(err: &HandlerError) -> R {
+    let region_error = err
+        .downcast_ref::<tinykv_storage::Error>()
+        .and_then(tinykv_storage::Error::region_error)
+        .cloned();
+    let mut resp = R::default();
+    resp.set_errors(region_error, err.to_string());
+    resp
+}
+
+/// A raw RPC's response: it has a `region_error` and an `error` field.
+pub trait RawResponse: Default {
+    /// Sets both error fields.
+    fn set_errors(&mut self, region_error: Option<errorpb::Error>, error: String);
+}
+
+macro_rules! raw_response {
+    ($($t:ty),*) => {$(
+        impl RawResponse for $t {
+            fn set_errors(&mut self, region_error: Option<errorpb::Error>, error: String) {
+                self.region_error = region_error;
+                self.error = error;
+            }
+        }
+    )*};
+}
+
+raw_response!(RawGetResponse, RawPutResponse, RawDeleteResponse, RawScanResponse);

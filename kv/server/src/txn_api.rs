@@ -17,8 +17,9 @@
 use tinykv_proto::errorpb;
 use tinykv_proto::kvrpcpb::{
     BatchRollbackRequest, BatchRollbackResponse, CheckTxnStatusRequest, CheckTxnStatusResponse,
-    CommitRequest, CommitResponse, GetRequest, GetResponse, KeyError, PrewriteRequest,
-    PrewriteResponse, ResolveLockRequest, ResolveLockResponse, ScanRequest, ScanResponse,
+    CommitRequest, CommitResponse, GetRequest, GetResponse, KeyError, Mutation, Op,
+    PrewriteRequest, PrewriteResponse, ResolveLockRequest, ResolveLockResponse, ScanRequest,
+    ScanResponse,
 };
 
 use crate::Server;
@@ -64,14 +65,15 @@ impl Server {
         // SOLUTION END
     }
 
-    /// **Lab 4b.** `KvCommit`: check the keys ([`check_keys`]), then
-    /// `TxnStore::kv_commit`.
+    /// **Lab 4b.** `KvCommit`: check the request ([`check_commit`]: the
+    /// keys, and a commit version above the start version), then
+    /// `TxnStore::kv_commit`. A bad request: `error.abort` says why.
     ///
     /// Checked by `kv_get_prewrite_and_commit_go_through_the_server_4b`
     /// and `bad_transactional_requests_change_nothing_4b`.
     pub fn kv_commit(&self, req: CommitRequest) -> CommitResponse {
         // SOLUTION BEGIN lab 4b
-        match check_keys(&req.keys) {
+        match check_commit(&req) {
             Ok(()) => self.txn().kv_commit(&req),
             Err(e) => CommitResponse { error: Some(abort(&e)), ..Default::default() },
         }
@@ -146,13 +148,18 @@ impl Server {
         // SOLUTION END
     }
 
-    /// **Lab 4c.** `KvResolveLock`: `TxnStore::kv_resolve_lock` (it names
-    /// no keys to check).
+    /// **Lab 4c.** `KvResolveLock`: check the commit version
+    /// ([`check_resolve`]: 0 to roll back, or above the start version),
+    /// then `TxnStore::kv_resolve_lock`. A bad request: `error.abort`.
     ///
-    /// Checked by `kv_scan_and_the_recovery_commands_go_through_the_server_4c`.
+    /// Checked by `kv_scan_and_the_recovery_commands_go_through_the_server_4c`
+    /// and `bad_scan_and_recovery_requests_are_clear_errors_4c`.
     pub fn kv_resolve_lock(&self, req: ResolveLockRequest) -> ResolveLockResponse {
         // SOLUTION BEGIN lab 4c
-        self.txn().kv_resolve_lock(&req)
+        match check_resolve(&req) {
+            Ok(()) => self.txn().kv_resolve_lock(&req),
+            Err(e) => ResolveLockResponse { error: Some(abort(&e)), ..Default::default() },
+        }
         // SOLUTION STUB
         // let _ = req;
         // todo!("lab 4c: Server::kv_resolve_lock (kv/server/src/txn_api.rs)")
@@ -160,14 +167,75 @@ impl Server {
     }
 }
 
-/// One `abort` key error per mutation of `req` whose key or value breaks
-/// a limit (given).
+/// The `abort` key errors of a prewrite request that breaks the protocol
+/// (given): one if the primary key is empty or too long (its lock could
+/// never be found again), and one per mutation whose key or value breaks a
+/// limit or whose `op` is not `Put` or `Del` (an `op` outside the enum
+/// would otherwise read as `Put`, its default).
 pub fn check_mutations(req: &PrewriteRequest) -> Vec<KeyError> {
-    req.mutations
-        .iter()
-        .filter_map(|m| check_key(&m.key).and_then(|()| check_value(&m.value)).err())
-        .map(|e| abort(&e))
-        .collect()
+    let primary = check_key(&req.primary_lock)
+        .map_err(|e| InvalidRequest(format!("primary_lock: {}", e.0)))
+        .err();
+    let mutations = req.mutations.iter().filter_map(|m| check_mutation(m).err());
+    primary.into_iter().chain(mutations).map(|e| abort(&e)).collect()
+}
+
+/// Checks one mutation of a prewrite (given): key, value, and an `op` of
+/// `Put` or `Del`.
+///
+/// # Errors
+///
+/// What is wrong with it.
+pub fn check_mutation(m: &Mutation) -> Result<(), InvalidRequest> {
+    check_key(&m.key)?;
+    check_value(&m.value)?;
+    match Op::try_from(m.op) {
+        Ok(Op::Put | Op::Del) => Ok(()),
+        Ok(other) => Err(InvalidRequest(format!(
+            "a prewrite takes Put and Del mutations, not {other:?} (key {})",
+            m.key.escape_ascii()
+        ))),
+        Err(_) => Err(InvalidRequest(format!(
+            "mutation op {} is not one of the protocol's (Put = 0, Del = 1) (key {})",
+            m.op,
+            m.key.escape_ascii()
+        ))),
+    }
+}
+
+/// Checks a commit request (given): its keys, and a commit version above
+/// the start version (a transaction commits after it started; a commit
+/// below it would make a value appear under a read that already
+/// happened).
+///
+/// # Errors
+///
+/// The first thing wrong with it.
+pub fn check_commit(req: &CommitRequest) -> Result<(), InvalidRequest> {
+    check_keys(&req.keys)?;
+    check_commit_version(req.start_version, req.commit_version)
+}
+
+/// Checks a resolve-lock request (given): a commit version of 0 (roll
+/// back) or above the start version.
+///
+/// # Errors
+///
+/// What is wrong with it.
+pub fn check_resolve(req: &ResolveLockRequest) -> Result<(), InvalidRequest> {
+    match req.commit_version {
+        0 => Ok(()),
+        commit => check_commit_version(req.start_version, commit),
+    }
+}
+
+fn check_commit_version(start_version: u64, commit_version: u64) -> Result<(), InvalidRequest> {
+    if commit_version <= start_version {
+        return Err(InvalidRequest(format!(
+            "commit_version {commit_version} must be greater than start_version {start_version}"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks every key of a request (given).

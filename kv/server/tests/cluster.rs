@@ -12,7 +12,13 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use tinykv_engine::{Cf, Engine, FjallConfig, FjallEngine, keys};
-use tinykv_proto::kvrpcpb::{RawGetRequest, RawPutRequest};
+use tinykv_proto::errorpb;
+use tinykv_proto::kvrpcpb::{
+    BatchRollbackRequest, CheckTxnStatusRequest, CommitRequest, GetRequest, Mutation, Op,
+    PrewriteRequest, RawDeleteRequest, RawGetRequest, RawPutRequest, RawScanRequest,
+    ResolveLockRequest, ScanRequest,
+};
+use tinykv_proto::metapb;
 use tinykv_proto::raft_serverpb::{PeerState, RaftApplyState, RaftLocalState, RegionLocalState};
 use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
 use tinykv_server::node::{Node, NodeConfig};
@@ -80,7 +86,8 @@ impl TestCluster {
 
     fn start(&mut self, id: u64, listener: TcpListener) {
         let node = Node::start(&self.config(id), self.rt.handle()).unwrap();
-        let storage = RaftStorage::new(node.handle(), Duration::from_secs(3));
+        let storage = RaftStorage::new(node.handle(), Duration::from_secs(3))
+            .with_addresses(self.config(id).stores);
         let service = TinyKvService::new(Server::new(Arc::new(storage))).with_node(node.handle());
         let (stop_grpc, stopped) = oneshot::channel::<()>();
         let grpc = self.rt.spawn(async move {
@@ -344,4 +351,235 @@ fn a_bad_snapshot_stream_is_rejected_with_a_clear_error() {
     assert_eq!(c.get("k"), Some(b"v".to_vec()), "the store goes on as before");
     c.put("k2", "v2");
     assert_eq!(c.get("k2"), Some(b"v2".to_vec()));
+}
+
+/// The leader's store id, once a read through it succeeds (retrying for
+/// 20 s).
+fn leader(c: &TestCluster) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        for &id in c.running.keys() {
+            let Some(mut client) = c.client(id) else { continue };
+            let req =
+                RawGetRequest { key: b"k".to_vec(), cf: "default".into(), ..Default::default() };
+            if let Ok(r) = c.rt.block_on(client.raw_get(req))
+                && r.get_ref().region_error.is_none()
+                && r.get_ref().error.is_empty()
+            {
+                return id;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no store served a read for 20 s");
+}
+
+/// Every RPC with a `region_error` field, sent to `store`: what each
+/// answered (`None` when it succeeded), by name. Raw answers also carry
+/// the message in `error`.
+fn region_errors_of_every_rpc(
+    c: &TestCluster,
+    store: u64,
+) -> Vec<(&'static str, Option<errorpb::Error>, String)> {
+    let mut client = c.client(store).expect("connect");
+    let rt = &c.rt;
+    let key = b"k".to_vec();
+    let ctx = None;
+    let mutation = Mutation { op: Op::Put as i32, key: key.clone(), value: b"v".to_vec() };
+    let mut out = Vec::new();
+    macro_rules! call {
+        ($name:literal, $rpc:ident, $req:expr, raw) => {{
+            let r = rt.block_on(client.$rpc($req)).expect($name).into_inner();
+            out.push(($name, r.region_error, r.error));
+        }};
+        ($name:literal, $rpc:ident, $req:expr) => {{
+            let r = rt.block_on(client.$rpc($req)).expect($name).into_inner();
+            out.push(($name, r.region_error, String::new()));
+        }};
+    }
+    call!(
+        "RawGet",
+        raw_get,
+        RawGetRequest { context: ctx, key: key.clone(), cf: "default".into() },
+        raw
+    );
+    call!(
+        "RawPut",
+        raw_put,
+        RawPutRequest {
+            context: ctx,
+            key: key.clone(),
+            value: b"v".to_vec(),
+            cf: "default".into()
+        },
+        raw
+    );
+    call!(
+        "RawDelete",
+        raw_delete,
+        RawDeleteRequest { context: ctx, key: key.clone(), cf: "default".into() },
+        raw
+    );
+    call!(
+        "RawScan",
+        raw_scan,
+        RawScanRequest { context: ctx, start_key: vec![], limit: 10, cf: "default".into() },
+        raw
+    );
+    call!("KvGet", kv_get, GetRequest { context: ctx, key: key.clone(), version: 10 });
+    call!(
+        "KvScan",
+        kv_scan,
+        ScanRequest { context: ctx, start_key: vec![], limit: 10, version: 10 }
+    );
+    call!(
+        "KvPrewrite",
+        kv_prewrite,
+        PrewriteRequest {
+            context: ctx,
+            mutations: vec![mutation],
+            primary_lock: key.clone(),
+            start_version: 10,
+            lock_ttl: 100
+        }
+    );
+    call!(
+        "KvCommit",
+        kv_commit,
+        CommitRequest {
+            context: ctx,
+            start_version: 10,
+            keys: vec![key.clone()],
+            commit_version: 11
+        }
+    );
+    call!(
+        "KvCheckTxnStatus",
+        kv_check_txn_status,
+        CheckTxnStatusRequest {
+            context: ctx,
+            primary_key: key.clone(),
+            lock_ts: 10,
+            current_ts: 12
+        }
+    );
+    call!(
+        "KvBatchRollback",
+        kv_batch_rollback,
+        BatchRollbackRequest { context: ctx, start_version: 10, keys: vec![key.clone()] }
+    );
+    call!(
+        "KvResolveLock",
+        kv_resolve_lock,
+        ResolveLockRequest { context: ctx, start_version: 10, commit_version: 0 }
+    );
+    out
+}
+
+/// A follower answers every raw and transactional RPC with the structured
+/// not-leader error: the region, the leader's peer and its store's
+/// address, in `region_error` (raw RPCs: its message in `error` too).
+#[test]
+fn followers_answer_every_rpc_with_a_structured_not_leader_error() {
+    let c = TestCluster::new(3);
+    c.put("k", "v");
+    let mut last = String::new();
+    for _attempt in 0..10 {
+        let leader = leader(&c);
+        let want = errorpb::NotLeader {
+            region_id: 1,
+            leader: Some(metapb::Peer { id: leader, store_id: leader }),
+            leader_address: c.addrs[&leader].to_string(),
+        };
+        let mut moved = false;
+        for follower in (1..=3).filter(|&id| id != leader) {
+            for (rpc, region_error, error) in region_errors_of_every_rpc(&c, follower) {
+                let Some(e) = region_error else {
+                    panic!(
+                        "{rpc} to follower {follower} answered no region_error (error {error:?}); \
+                         it must answer region_error.not_leader"
+                    );
+                };
+                let Some(not_leader) = &e.not_leader else {
+                    panic!("{rpc} to follower {follower}: region_error has no not_leader: {e:?}");
+                };
+                if not_leader != &want {
+                    // An election in between: look for the leader again.
+                    last = format!("{rpc} to follower {follower}: {not_leader:?}, want {want:?}");
+                    moved = true;
+                    continue;
+                }
+                assert!(
+                    e.message.contains(&want.leader_address),
+                    "{rpc}: the message should name the leader's address: {:?}",
+                    e.message
+                );
+                if rpc.starts_with("Raw") {
+                    assert_eq!(error, e.message, "{rpc}: a raw answer's `error` holds the message");
+                }
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("the leader kept moving; last mismatch: {last}");
+}
+
+/// A scan whose pairs would not fit in one gRPC message answers the pairs
+/// that fit in the byte budget instead of a transport error, raw and
+/// transactional alike, on the replicated store.
+#[test]
+fn a_scan_larger_than_a_grpc_message_answers_a_page() {
+    let c = TestCluster::new(3);
+    let value = vec![b'x'; tinykv_server::limits::MAX_VALUE_SIZE_BYTES];
+    for i in 0..10 {
+        c.put(&format!("k{i}"), std::str::from_utf8(&value).unwrap());
+    }
+    let leader = leader(&c);
+    let mut client = c.client(leader).unwrap();
+    let req =
+        RawScanRequest { start_key: vec![], limit: 10, cf: "default".into(), ..Default::default() };
+    let scan = c.rt.block_on(client.raw_scan(req)).expect("RawScan of 10 MiB").into_inner();
+    assert!(scan.error.is_empty(), "{}", scan.error);
+    let bytes: usize = scan.kvs.iter().map(|p| p.key.len() + p.value.len()).sum();
+    assert!(
+        !scan.kvs.is_empty() && bytes <= tinykv_storage::MAX_SCAN_BYTES,
+        "{} pairs, {bytes} bytes",
+        scan.kvs.len()
+    );
+    // The same data as committed transactions (one key per transaction:
+    // a prewrite request is bounded by the message size too).
+    for i in 0..10u64 {
+        let key = format!("t{i}").into_bytes();
+        let mutation = Mutation { op: Op::Put as i32, key: key.clone(), value: value.clone() };
+        let (start, commit) = (100 + 2 * i, 101 + 2 * i);
+        let pw = PrewriteRequest {
+            mutations: vec![mutation],
+            primary_lock: key.clone(),
+            start_version: start,
+            lock_ttl: 1000,
+            ..Default::default()
+        };
+        let r = c.rt.block_on(client.kv_prewrite(pw)).expect("KvPrewrite").into_inner();
+        assert!(r.region_error.is_none() && r.errors.is_empty(), "{r:?}");
+        let cm = CommitRequest {
+            start_version: start,
+            keys: vec![key],
+            commit_version: commit,
+            ..Default::default()
+        };
+        let r = c.rt.block_on(client.kv_commit(cm)).expect("KvCommit").into_inner();
+        assert!(r.region_error.is_none() && r.error.is_none(), "{r:?}");
+    }
+    let req =
+        ScanRequest { start_key: b"t".to_vec(), limit: 10, version: 1000, ..Default::default() };
+    let scan = c.rt.block_on(client.kv_scan(req)).expect("KvScan of 10 MiB").into_inner();
+    assert!(scan.region_error.is_none(), "{:?}", scan.region_error);
+    let bytes: usize = scan.pairs.iter().map(|p| p.key.len() + p.value.len()).sum();
+    assert!(
+        !scan.pairs.is_empty() && bytes <= tinykv_storage::MAX_SCAN_BYTES,
+        "{} pairs, {bytes} bytes",
+        scan.pairs.len()
+    );
 }

@@ -634,3 +634,119 @@ fn raw_calls_through_grpc_server_1() {
         "writes through gRPC reach the same storage"
     );
 }
+
+/// A storage that refuses every call with a region error, as the
+/// replicated store does on a follower.
+#[derive(Debug)]
+struct RefusingStorage(tinykv_storage::errorpb::Error);
+
+impl Storage for RefusingStorage {
+    fn write(&self, _: &Context, _: Vec<tinykv_storage::Modify>) -> tinykv_storage::Result<()> {
+        Err(tinykv_storage::Error::region(self.0.clone()))
+    }
+
+    fn reader(
+        &self,
+        _: &Context,
+    ) -> tinykv_storage::Result<Box<dyn tinykv_storage::StorageReader>> {
+        Err(tinykv_storage::Error::region(self.0.clone()))
+    }
+}
+
+#[test]
+fn region_errors_reach_the_client_intact_1() {
+    use tinykv_proto::errorpb::{Error, NotLeader};
+    use tinykv_proto::metapb::Peer;
+
+    let refusal = Error {
+        message: "not the leader of region 1; the leader is peer 2 on store 2".into(),
+        not_leader: Some(NotLeader {
+            region_id: 1,
+            leader: Some(Peer { id: 2, store_id: 2 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let server = Server::new(Arc::new(RefusingStorage(refusal.clone())));
+    let check = |rpc: &str, region_error: Option<Error>, error: String| {
+        assert!(
+            region_error.as_ref() == Some(&refusal),
+            "{rpc} on a storage that refuses with a region error must answer it, intact, in \
+             region_error (so a client can act on not_leader), and answered region_error {region_error:?}.\n\
+             Use raw_api::failed(&err); see {DOC}, \"Errors\"."
+        );
+        assert!(
+            error == refusal.message,
+            "{rpc} must also put the region error's message in `error` (a client that reads only \
+             `error` must not take it for success); expected {:?}, got {error:?}.\nSee {DOC}, \"Errors\".",
+            refusal.message
+        );
+    };
+    let r = server.raw_get(get_req("default", b"k"));
+    check("raw_get", r.region_error, r.error);
+    let r = server.raw_put(put_req("default", b"k", b"v"));
+    check("raw_put", r.region_error, r.error);
+    let r = server.raw_delete(delete_req("default", b"k"));
+    check("raw_delete", r.region_error, r.error);
+    let r = server.raw_scan(scan_req("default", b"", 10));
+    assert!(r.kvs.is_empty(), "raw_scan that failed must return no pairs");
+    check("raw_scan", r.region_error, r.error);
+    // A bad request is not a region error.
+    let r = server.raw_get(get_req("bogus", b"k"));
+    assert!(
+        r.region_error.is_none() && r.error.contains("unknown column family"),
+        "a bad column family is the client's mistake, not a region error: expected only `error`, \
+         got region_error {:?}, error {:?}",
+        r.region_error,
+        r.error
+    );
+}
+
+#[test]
+fn raw_scan_stops_at_the_byte_budget_1() {
+    use tinykv_server::limits::MAX_VALUE_SIZE_BYTES;
+    use tinykv_storage::MAX_SCAN_BYTES;
+
+    let f = Fixture::new();
+    let value = |i: u8| vec![b'a' + i; MAX_VALUE_SIZE_BYTES];
+    for i in 0..10u8 {
+        f.put("default", format!("k{i}").as_bytes(), &value(i));
+    }
+    // Ten 1 MiB values: more than one answer may carry. Keys and values of
+    // one answer stay within MAX_SCAN_BYTES, and the scan stops *before*
+    // the pair that would cross it, so it returns the first three.
+    let mut start = Vec::new();
+    let mut seen = Vec::new();
+    for round in 0..10 {
+        let got = f.scan("default", &start, 10);
+        let bytes: usize = got.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(
+            bytes <= MAX_SCAN_BYTES,
+            "raw_scan answered {} pairs with {bytes} bytes of keys and values; an answer may carry \
+             at most MAX_SCAN_BYTES = {MAX_SCAN_BYTES} (count them with a ScanBudget).\nSee {DOC}, \"Step 2: the raw API\".",
+            got.len()
+        );
+        if got.is_empty() {
+            break;
+        }
+        if round == 0 {
+            assert_eq!(
+                got.len(),
+                3,
+                "the first scan of ten 1 MiB values with limit 10 should stop before the fourth pair \
+                 (it would cross the {MAX_SCAN_BYTES}-byte budget), and return the three before it.\n\
+                 See {DOC}, \"Step 2: the raw API\"."
+            );
+        }
+        start = got.last().map(|(k, _)| [k.as_slice(), &[0]].concat()).unwrap();
+        seen.extend(got.into_iter().map(|(k, v)| (show(&k), v == value(k[1] - b'0'))));
+    }
+    let want: Vec<(String, bool)> = (0..10).map(|i| (format!("k{i}"), true)).collect();
+    assert_eq!(
+        seen, want,
+        "scanning on from each answer's last key must give every pair once, in order, with its value"
+    );
+    // A single pair larger than what is left still comes back alone.
+    let one = f.scan("default", b"k9", 1);
+    assert_eq!(one.len(), 1, "a scan with room for a pair must return at least one");
+}

@@ -97,7 +97,52 @@ fn bad_transactional_requests_change_nothing_4b() {
         commit.error.is_some_and(|e| e.abort.contains("empty key")),
         "KvCommit with an empty key; {DOC}"
     );
+
+    // The protocol's other constraints: a primary key (else the lock can
+    // never be recovered), an op of the enum, and commit after start.
+    let mut no_primary = PrewriteBuilder::new(b"k1", 10).put(b"k1", b"v").build();
+    no_primary.primary_lock.clear();
+    let resp = server.kv_prewrite(no_primary);
+    assert!(
+        resp.errors.iter().any(|e| e.abort.contains("primary_lock")),
+        "KvPrewrite with an empty primary_lock must be an abort naming it (check_mutations), \
+         got {resp:?}; {DOC}"
+    );
+    for op in [2, 3, 4, 7] {
+        let mut bad_op = PrewriteBuilder::new(b"k1", 10).put(b"k1", b"v").build();
+        bad_op.mutations[0].op = op;
+        let resp = server.kv_prewrite(bad_op);
+        assert!(
+            resp.errors.len() == 1 && !resp.errors[0].abort.is_empty(),
+            "KvPrewrite with mutation op {op} (only Put = 0 and Del = 1 are prewrites) must be \
+             one abort, got {resp:?}; {DOC}"
+        );
+    }
     assert!(storage.written().is_empty(), "bad requests wrote {:?}; {DOC}", storage.written());
+
+    let fine = PrewriteBuilder::new(b"k1", 10).put(b"k1", b"v").build();
+    let resp = server.kv_prewrite(fine);
+    assert!(resp.errors.is_empty() && resp.region_error.is_none(), "{resp:?}");
+    let before = storage.written().len();
+    for commit_version in [10, 9] {
+        let commit = server.kv_commit(requests::commit(10, commit_version, &[b"k1"]));
+        assert!(
+            commit.error.as_ref().is_some_and(|e| e.abort.contains("commit_version")),
+            "KvCommit at commit_version {commit_version} of a transaction started at 10 must be \
+             an abort (a commit comes after the start; use check_commit), got {commit:?}; {DOC}"
+        );
+    }
+    assert_eq!(
+        storage.written().len(),
+        before,
+        "a KvCommit with commit_version <= start_version wrote {:?}; {DOC}",
+        &storage.written()[before..]
+    );
+    let read = server.kv_get(requests::get(b"k1", 20));
+    assert!(
+        read.error.is_some_and(|e| e.locked.is_some()),
+        "k1 must still be only prewritten (locked) after the refused commits; {DOC}"
+    );
 }
 
 #[test]
@@ -188,4 +233,23 @@ fn bad_scan_and_recovery_requests_are_clear_errors_4c() {
         "KvBatchRollback with an empty key; {DOC}"
     );
     assert!(storage.written().is_empty(), "bad requests wrote {:?}; {DOC}", storage.written());
+
+    let fine = PrewriteBuilder::new(b"k1", 10).put(b"k1", b"v").build();
+    assert!(server.kv_prewrite(fine).errors.is_empty());
+    let before = storage.written().len();
+    for commit_version in [10, 9] {
+        let resolve = server.kv_resolve_lock(requests::resolve_lock(10, commit_version));
+        assert!(
+            resolve.error.as_ref().is_some_and(|e| e.abort.contains("commit_version")),
+            "KvResolveLock committing at {commit_version} a transaction started at 10 must be \
+             an abort (0 rolls back; a commit comes after the start; use check_resolve), \
+             got {resolve:?}; {DOC}"
+        );
+    }
+    assert_eq!(
+        storage.written().len(),
+        before,
+        "a bad KvResolveLock wrote {:?}; {DOC}",
+        &storage.written()[before..]
+    );
 }

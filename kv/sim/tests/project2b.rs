@@ -193,25 +193,43 @@ fn one_partition_2b() {
     );
 }
 
-/// A follower answers a command with NotLeader naming the leader.
+/// A follower answers a command with the structured `NotLeader` error:
+/// the region, and the leader's peer (id and store), so that a client can
+/// go there without reading the message.
 #[test]
 fn not_leader_error_names_the_leader_2b() {
-    test("not_leader_error_names_the_leader_2b").run(5, |cfg| cfg, |c| {
-        c.run_op(1, put("k", "v"), 10 * SEC);
-        c.run_for(200 * MS);
-        let leader = c.leader().ok_or("no leader")?;
-        let follower = c.store_ids().into_iter().find(|&s| s != leader).unwrap();
-        let req = c.command(follower, &get("k"));
-        let resp = c.call(follower, req, SEC).ok_or("the follower never answered")?;
-        let err = response_error(&resp.resp).ok_or("the follower answered a read itself")?;
-        let hint = err.not_leader.as_ref().and_then(|nl| nl.leader).map(|p| p.store_id);
-        if hint != Some(leader) {
-            return Err(format!(
-                "store {follower} should answer NotLeader naming store {leader}, answered {err:?}"
-            ));
-        }
-        Ok(())
-    });
+    test("not_leader_error_names_the_leader_2b").run(
+        5,
+        |cfg| cfg,
+        |c| {
+            c.run_op(1, put("k", "v"), 10 * SEC);
+            c.run_for(200 * MS);
+            let leader = c.leader().ok_or("no leader")?;
+            let region = c.store(leader).and_then(|s| s.peer(1)).map(|p| p.region().clone());
+            let region = region.ok_or("the leader has no peer of region 1")?;
+            let leader_peer = region.peers.iter().find(|p| p.store_id == leader).copied();
+            for follower in c.store_ids().into_iter().filter(|&s| s != leader) {
+                let req = c.command(follower, &get("k"));
+                let resp = c.call(follower, req, SEC).ok_or("the follower never answered")?;
+                let err =
+                    response_error(&resp.resp).ok_or("the follower answered a read itself")?;
+                let Some(not_leader) = &err.not_leader else {
+                    return Err(format!(
+                        "store {follower} should answer with region_error.not_leader set \
+                     (a structured error, not only a message), answered {err:?} \
+                     (lab 2b chapter, \"What a client can get back\")"
+                    ));
+                };
+                if not_leader.region_id != 1 || not_leader.leader != leader_peer {
+                    return Err(format!(
+                        "store {follower} should answer NotLeader for region 1 naming the \
+                     leader's peer {leader_peer:?}, answered {not_leader:?}"
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
 }
 
 /// Bad commands get a clear error and write nothing: wrong store, unknown

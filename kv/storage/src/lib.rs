@@ -31,7 +31,70 @@ mod standalone;
 
 pub use standalone::{StandaloneConfig, StandaloneStorage};
 pub use tinykv_engine::{Cf, EngineIter, KvPair};
+pub use tinykv_proto::errorpb;
 pub use tinykv_proto::kvrpcpb::Context;
+
+/// The bytes of keys and values one scan answer may carry at most
+/// (4 MiB): with the protocol's per-pair overhead, a scan of up to 10,000
+/// pairs then fits in one 8 MiB gRPC message. See [`ScanBudget`].
+pub const MAX_SCAN_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a scan may still add to its answer: a number of pairs (the
+/// request's limit) and a number of bytes ([`MAX_SCAN_BYTES`]).
+///
+/// A scan stops *before* the pair that would take it over either; the
+/// first pair always fits (a key and a value within the server's limits
+/// are far smaller than the byte budget), so a scan that has pairs to
+/// return never returns none. A client that got fewer pairs than it asked
+/// for continues from its last key (followed by a 0 byte) until an answer
+/// is empty.
+///
+/// ```
+/// use tinykv_storage::ScanBudget;
+/// let mut budget = ScanBudget::with_bytes(3, 10);
+/// assert!(budget.take(b"k1", b"value1")); // 8 bytes
+/// assert!(!budget.take(b"k2", b"v"));     // 11 > 10: stop before it
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanBudget {
+    /// Pairs that may still be added.
+    pairs_left: usize,
+    /// Bytes of keys and values that may still be added.
+    bytes_left: usize,
+    /// Invariant: no pair was added yet (the first one always fits).
+    empty: bool,
+}
+
+impl ScanBudget {
+    /// A budget of `limit` pairs and [`MAX_SCAN_BYTES`].
+    pub fn new(limit: usize) -> ScanBudget {
+        ScanBudget::with_bytes(limit, MAX_SCAN_BYTES)
+    }
+
+    /// A budget of `limit` pairs and `bytes` bytes of keys and values.
+    pub fn with_bytes(limit: usize, bytes: usize) -> ScanBudget {
+        ScanBudget { pairs_left: limit, bytes_left: bytes, empty: true }
+    }
+
+    /// Whether the answer may take the pair `key`, `value`; if so, it is
+    /// counted. Once this says `false`, stop the scan.
+    pub fn take(&mut self, key: &[u8], value: &[u8]) -> bool {
+        let size = key.len() + value.len();
+        if self.pairs_left == 0 || (size > self.bytes_left && !self.empty) {
+            return false;
+        }
+        self.pairs_left -= 1;
+        self.bytes_left = self.bytes_left.saturating_sub(size);
+        self.empty = false;
+        true
+    }
+
+    /// Whether no more pair fits by number (the byte budget may still
+    /// have room).
+    pub fn is_full(&self) -> bool {
+        self.pairs_left == 0
+    }
+}
 
 /// One write operation on a column family.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,11 +137,35 @@ pub enum Error {
     /// The engine failed (I/O, corruption, unknown column family, …).
     #[error(transparent)]
     Engine(#[from] tinykv_engine::Error),
-    /// The replicated store could not serve the request: this store's peer
-    /// is not the leader, the region changed, no quorum answered in time…
-    /// (the text says which; a client retries, possibly on another store).
+    /// The replicated store refused the request for a reason a client can
+    /// act on: the protocol's region error, intact (`not_leader` with the
+    /// leader when known, `region_not_found`, `key_not_in_region`,
+    /// `epoch_not_match` with the current regions, `stale_command`,
+    /// `store_not_match`, `server_is_busy`), with its words in `message`.
+    /// The handlers put it in the response's `region_error` field
+    /// ([`Error::region_error`]).
+    #[error("{}", .0.message)]
+    Region(Box<errorpb::Error>),
+    /// The replicated store could not serve the request for a reason that
+    /// has no field in the protocol (no answer in time, the store thread
+    /// stopped, an answer without data); the text says which.
     #[error("{0}")]
     Raft(String),
+}
+
+impl Error {
+    /// A region error (see [`Error::Region`]).
+    pub fn region(e: errorpb::Error) -> Error {
+        Error::Region(Box::new(e))
+    }
+
+    /// The protocol's region error this error carries, if it is one.
+    pub fn region_error(&self) -> Option<&errorpb::Error> {
+        match self {
+            Error::Region(e) => Some(e),
+            Error::Engine(_) | Error::Raft(_) => None,
+        }
+    }
 }
 
 /// The storage result type.

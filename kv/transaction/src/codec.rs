@@ -104,6 +104,26 @@ pub fn decode_key(mvcc_key: &[u8]) -> Result<(Vec<u8>, u64)> {
     Ok((key, !u64::from_be_bytes(ts)))
 }
 
+/// The timestamp of `mvcc_key` if it is a version of `key`.
+///
+/// `None` for a version of another user key, and for bytes that are not
+/// an MVCC key at all: the raw API may put anything in any column family,
+/// and such a record belongs to no user key, so a read of one key never
+/// fails because of its neighbour.
+///
+/// ```
+/// use tinykv_transaction::codec::{encode_key, version_of};
+/// assert_eq!(version_of(&encode_key(b"k", 7), b"k"), Some(7));
+/// assert_eq!(version_of(&encode_key(b"k2", 7), b"k"), None);
+/// assert_eq!(version_of(b"not an mvcc key", b"k"), None);
+/// ```
+pub fn version_of(mvcc_key: &[u8], key: &[u8]) -> Option<u64> {
+    match decode_key(mvcc_key) {
+        Ok((user_key, ts)) if user_key == key => Some(ts),
+        _ => None,
+    }
+}
+
 /// The user key of an MVCC key.
 ///
 /// # Errors

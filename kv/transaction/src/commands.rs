@@ -328,7 +328,12 @@ pub fn lock_info(key: &[u8], lock: &Lock) -> LockInfo {
     }
 }
 
-/// A storage error as the protocol's region error.
+/// An error of a command as the protocol's region error: the storage's
+/// own region error intact (`not_leader`, `epoch_not_match`, ...), or
+/// any other failure (the engine, corrupt data) as its message.
 pub fn region_error(e: &crate::Error) -> errorpb::Error {
-    errorpb::Error { message: e.to_string(), ..Default::default() }
+    match e {
+        crate::Error::Storage(tinykv_storage::Error::Region(pb)) => (**pb).clone(),
+        _ => errorpb::Error { message: e.to_string(), ..Default::default() },
+    }
 }

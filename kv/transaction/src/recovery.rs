@@ -133,7 +133,8 @@ impl TxnStore {
     /// `req.commit_version`, or roll them back if it is 0.
     ///
     /// Find the keys by reading the whole `lock` CF (locks of other
-    /// transactions stay), then run [`commit`](TxnStore::commit) or
+    /// transactions stay; a record there that is not a lock, which the
+    /// raw API may have written, belongs to no transaction), then run [`commit`](TxnStore::commit) or
     /// [`batch_rollback`](TxnStore::batch_rollback) on them: those latch
     /// the keys and check each one again, so a lock resolved meanwhile by
     /// someone else is fine. Their key error is this command's. No locks:
@@ -150,7 +151,9 @@ impl TxnStore {
         let mut keys = Vec::new();
         for pair in reader.iter_cf(Cf::Lock, b"") {
             let (key, bytes) = pair?;
-            if Lock::parse(&bytes)?.ts == req.start_version {
+            // A record that is not a lock (a raw write put it there)
+            // belongs to no transaction.
+            if Lock::parse(&bytes).is_ok_and(|lock| lock.ts == req.start_version) {
                 keys.push(key);
             }
         }

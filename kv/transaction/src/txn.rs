@@ -19,7 +19,10 @@
 //! Because `encode_key` stores the timestamp negated, iterating the `write`
 //! CF from `encode_key(key, ts)` visits `key`'s versions from the newest
 //! with commit ts `<= ts` down to the oldest, then moves on to the next
-//! user key (stop there: decode each key and compare).
+//! user key. Stop there: [`version_of`](crate::codec::version_of) gives
+//! the commit ts of an entry of `key`, and `None` for anything else
+//! (another user key, or a record the raw API wrote that is not an MVCC
+//! key at all, which must not make this key's read fail).
 
 use std::fmt;
 
@@ -28,7 +31,7 @@ use tinykv_storage::{Modify, StorageReader};
 use crate::error::Result;
 use crate::record::{Lock, Write};
 // SOLUTION BEGIN lab 4a
-use crate::codec::{decode_key, encode_key};
+use crate::codec::{encode_key, version_of};
 use crate::record::WriteKind;
 use tinykv_engine::Cf;
 // SOLUTION END
@@ -145,8 +148,7 @@ impl MvccTxn {
         // SOLUTION BEGIN lab 4a
         for pair in self.reader.iter_cf(Cf::Write, &encode_key(key, self.start_ts)) {
             let (mvcc_key, bytes) = pair?;
-            let (user_key, _) = decode_key(&mvcc_key)?;
-            if user_key != key {
+            if version_of(&mvcc_key, key).is_none() {
                 break;
             }
             let write = Write::parse(&bytes)?;
@@ -206,8 +208,8 @@ impl MvccTxn {
         // SOLUTION BEGIN lab 4a
         for pair in self.reader.iter_cf(Cf::Write, &encode_key(key, u64::MAX)) {
             let (mvcc_key, bytes) = pair?;
-            let (user_key, commit_ts) = decode_key(&mvcc_key)?;
-            if user_key != key || commit_ts < self.start_ts {
+            let Some(commit_ts) = version_of(&mvcc_key, key) else { break };
+            if commit_ts < self.start_ts {
                 break;
             }
             let write = Write::parse(&bytes)?;
@@ -236,10 +238,7 @@ impl MvccTxn {
             return Ok(None);
         };
         let (mvcc_key, bytes) = pair?;
-        let (user_key, commit_ts) = decode_key(&mvcc_key)?;
-        if user_key != key {
-            return Ok(None);
-        }
+        let Some(commit_ts) = version_of(&mvcc_key, key) else { return Ok(None) };
         Ok(Some((Write::parse(&bytes)?, commit_ts)))
         // SOLUTION STUB
         // let _ = key;

@@ -258,3 +258,59 @@ fn most_recent_write_of_an_unwritten_key_is_none_4a() {
     s.put_write_record(b"j", WriteKind::Put, 1, 2);
     assert_eq!(txn(&s, 9).most_recent_write(b"k").expect("most_recent_write"), None, "{DOC}");
 }
+
+/// The raw API may write anything into the `write` CF. A record whose key
+/// is not an MVCC key belongs to no user key: the reads of a key next to
+/// it (or whose seek lands on it) see the key's own versions, or nothing,
+/// instead of failing.
+#[test]
+fn raw_records_in_the_write_cf_belong_to_no_key_4a() {
+    let s = store();
+    s.put_committed(b"k1", b"v1", 5, 6);
+    // "k1 raw" sorts right after every version of k1, and right where a
+    // read of "k1 r" starts; "zz" is past everything.
+    s.put_fixture(vec![
+        Modify::put(Cf::Write, b"k1 raw", b"not a write record"),
+        Modify::put(Cf::Write, b"zz", b"junk"),
+    ]);
+    let what = "with raw records \"k1 raw\" and \"zz\" in the write CF";
+    let t = txn(&s, 10);
+    assert_eq!(
+        t.get_value(b"k1").ok(),
+        Some(Some(b"v1".to_vec())),
+        "get_value(k1) at 10 {what}: {DOC}"
+    );
+    for key in [&b"k1 r"[..], b"k2", b"zzz"] {
+        assert_eq!(
+            t.get_value(key).ok(),
+            Some(None),
+            "get_value({}) at 10 {what} must be Ok(None) (version_of gives None for a key that is not \
+             an MVCC key: stop there): {DOC}",
+            key.escape_ascii()
+        );
+        assert_eq!(
+            t.most_recent_write(key).ok(),
+            Some(None),
+            "most_recent_write({}) {what}: {DOC}",
+            key.escape_ascii()
+        );
+        assert_eq!(
+            t.current_write(key).ok(),
+            Some(None),
+            "current_write({}) {what}: {DOC}",
+            key.escape_ascii()
+        );
+    }
+    let t5 = txn(&s, 5);
+    let put5 = Write { start_ts: 5, kind: WriteKind::Put };
+    assert_eq!(
+        t5.current_write(b"k1").ok(),
+        Some(Some((put5, 6))),
+        "current_write(k1) of the txn at 5 {what}: {DOC}"
+    );
+    assert_eq!(
+        t5.most_recent_write(b"k1").ok(),
+        Some(Some((put5, 6))),
+        "most_recent_write(k1) {what}: {DOC}"
+    );
+}

@@ -1402,3 +1402,56 @@ fn scanner_from_a_start_key_4c() {
         "Scanner from b at 5: a = 1@2; b = 2@2, 2new@8; bb locked at 3; c = 3@2"
     );
 }
+
+/// The raw API may write anything into the `lock` and `write` CFs. A
+/// record that does not decode belongs to no transaction and no key: a
+/// resolve of a transaction, and a scan over it, still work for every
+/// other key.
+#[test]
+fn scan_and_resolve_skip_records_that_do_not_decode_4c() {
+    let (s, store) = setup();
+    s.put_committed(b"a", b"1", 1, 2);
+    prewritten_put(&s, b"b", b"2", b"b", 10, 100);
+    s.put_committed(b"c", b"3", 1, 2);
+    s.put_fixture(vec![
+        Modify::put(Cf::Lock, b"a0", b"not a lock"),
+        Modify::put(Cf::Write, b"b raw", b"not a write record"),
+    ]);
+    let what = "with a raw record \"a0\" in the lock CF and \"b raw\" in the write CF";
+    check_eq!(
+        scan(&store, b"", 10, 5),
+        scanned(vec![kv(b"a", b"1"), kv(b"c", b"3")]),
+        "scan from \"\" at 5 {what}"
+    );
+    check_eq!(resolve(&store, 10, 11), ok_resolve(), "resolve the txn at 10, commit at 11, {what}");
+    check_eq!(
+        scan(&store, b"", 10, 20),
+        scanned(vec![kv(b"a", b"1"), kv(b"b", b"2"), kv(b"c", b"3")]),
+        "scan from \"\" at 20 after the resolve, {what}"
+    );
+}
+
+/// A scan's answer carries at most `MAX_SCAN_BYTES` of keys and values
+/// (it must fit in one gRPC message): it stops before the pair that
+/// would cross the budget, and never answers nothing while pairs are left.
+#[test]
+fn scan_stops_at_the_byte_budget_4c() {
+    let (s, store) = setup();
+    let big = vec![b'v'; 1024 * 1024];
+    for key in [b"a", b"b", b"c", b"d", b"e", b"f"] {
+        s.put_committed(key, &big, 1, 2);
+    }
+    let first = scan(&store, b"", 10, 5);
+    let bytes: usize = first.pairs.iter().map(|p| p.key.len() + p.value.len()).sum();
+    assert!(
+        bytes <= tinykv_storage::MAX_SCAN_BYTES && first.pairs.len() == 3,
+        "a scan of six 1 MiB values with limit 10 must stop before the fourth pair (it would \
+         cross MAX_SCAN_BYTES = {}; count the pairs with a ScanBudget): got {} pairs, {bytes} \
+         bytes; {DOC}",
+        tinykv_storage::MAX_SCAN_BYTES,
+        first.pairs.len()
+    );
+    let rest = scan(&store, b"c\0", 10, 5);
+    let keys: Vec<&[u8]> = rest.pairs.iter().map(|p| p.key.as_slice()).collect();
+    check_eq!(keys, vec![&b"d"[..], b"e", b"f"], "the keys of the scan from \"c\\0\"");
+}
