@@ -1,10 +1,11 @@
 //! Building graded suites, discovering their tests, and running each graded
 //! test in its own process.
 //!
-//! A suite is built with
-//! `cargo test -p PKG --test TARGET --no-run --message-format=json-diagnostic-rendered-ansi`
-//! (the executable comes from the `compiler-artifact` messages; on a failed
-//! build the rendered compiler messages are printed), and its tests are
+//! Suites are built with one
+//! `cargo test --workspace --test TARGET ... --no-run --message-format=json-diagnostic-rendered-ansi`
+//! (the same package selection as `make test`, so the artifacts are
+//! shared; the executables come from the `compiler-artifact` messages; on
+//! a failed build the rendered compiler messages are printed), and its tests are
 //! listed with `EXE --list --format terse`. Every test found in a suite file
 //! must be listed in the manifest under a lab that names that file, and
 //! every listed test must exist.
@@ -30,7 +31,7 @@ use serde_json::Value;
 
 use crate::bail;
 use crate::error::{Context, Error, Result};
-use crate::manifest::{Lab, MANIFEST_PATH, Manifest, Package, Presence, Suite};
+use crate::manifest::{Lab, MANIFEST_PATH, Manifest, Presence, Suite};
 
 /// The most output kept from one test run (its tail).
 const OUTPUT_CAP: u64 = 8 << 20;
@@ -205,95 +206,99 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Builds the given suites (one cargo call per package) and lists their
-/// tests. Prints progress; on a failed build prints the diagnostics and
-/// returns an error. With `prebuilt` (the output of a successful build of
-/// the workspace's test targets), the executables are taken from it and
-/// nothing is built.
+/// Builds the given suites and lists their tests. Prints progress; on a
+/// failed build prints the diagnostics and returns an error. With
+/// `prebuilt` (the output of a successful build of the workspace's test
+/// targets), the executables are taken from it and nothing is built.
+///
+/// The build is one `cargo test --workspace --test T ... --no-run`, for
+/// every lab alike: the same package selection as `make test`'s `cargo
+/// test --workspace --all-targets`, so cargo resolves the same features
+/// and reuses the same artifacts. (`-p PKG` per package resolved other
+/// feature sets, and switching between lab targets rebuilt the
+/// dependencies each time.)
 pub fn build_suites(
     ws: &Workspace,
     suites: &[&Suite],
     prebuilt: Option<&CargoOutput>,
 ) -> Result<Vec<BuiltSuite>> {
-    // Group by package, keeping the order of first appearance.
-    let mut packages: Vec<(Package, Vec<&Suite>)> = Vec::new();
+    let mut unique: Vec<&Suite> = Vec::new();
     for suite in suites {
-        let Some(package) = &suite.package else {
+        if suite.package.is_none() {
             bail!("suite {}: no Cargo.toml with a [package] above it", suite.path);
-        };
-        match packages.iter_mut().find(|(p, _)| p == package) {
-            Some((_, list)) => {
-                if !list.iter().any(|s| s.path == suite.path) {
-                    list.push(suite)
-                }
-            }
-            None => packages.push((package.clone(), vec![suite])),
+        }
+        if !unique.iter().any(|s| s.path == suite.path) {
+            unique.push(suite);
         }
     }
+    let fresh;
+    let out = match prebuilt {
+        Some(out) => out,
+        None => {
+            fresh = build_test_targets(ws, &unique)?;
+            &fresh
+        }
+    };
     let mut built = Vec::new();
-    for (package, suites) in packages {
-        let started = Instant::now();
-        let targets: Vec<&str> = suites.iter().map(|s| s.target.as_str()).collect();
-        let fresh;
-        let out = match prebuilt {
-            Some(out) => out,
-            None => {
-                println!(
-                    "building {} (package {}, test {}) ...",
-                    files(&suites),
-                    package.name,
-                    targets.join(", ")
-                );
-                let mut cmd = ws.cargo();
-                cmd.args(["test", "-p", &package.name]);
-                for t in &targets {
-                    cmd.args(["--test", t]);
-                }
-                cmd.args(["--no-run", "--message-format", message_format()]);
-                fresh = run_cargo_json(cmd)?;
-                for m in fresh
-                    .rendered(&|m| m.level == "warning" || m.level == "error" || !fresh.success)
-                {
-                    eprint!("{m}");
-                }
-                if !fresh.success {
-                    if !fresh.stderr.is_empty() {
-                        eprint!("{}", fresh.stderr);
-                    }
-                    bail!("build failed: package {} ({})", package.name, files(&suites));
-                }
-                println!("built in {}", secs(started.elapsed()));
-                &fresh
-            }
-        };
+    for suite in unique {
+        let package = suite.package.as_ref().expect("checked above");
         let manifest_path = ws.root.join(&package.dir).join("Cargo.toml");
         let cwd = ws.root.join(&package.dir);
-        for suite in suites {
-            let exe = out
-                .artifacts
-                .iter()
-                .find(|a| {
-                    a.test_profile
-                        && a.kinds.iter().any(|k| k == "test")
-                        && a.target_name == suite.target
-                        && same_file(&a.manifest_path, &manifest_path)
-                })
-                .and_then(|a| a.executable.clone());
-            let Some(exe) = exe else {
-                bail!(
-                    "building {}: cargo reported no test executable `{}` for package {} \
-                     (is the file a test target of that package?)",
-                    suite.path,
-                    suite.target,
-                    package.name
-                );
-            };
-            let tests =
-                list_tests(&exe, &cwd).map_err(|e| Error::msg(format!("{}: {e}", suite.path)))?;
-            built.push(BuiltSuite { path: suite.path.clone(), exe, cwd: cwd.clone(), tests });
-        }
+        let exe = out
+            .artifacts
+            .iter()
+            .find(|a| {
+                a.test_profile
+                    && a.kinds.iter().any(|k| k == "test")
+                    && a.target_name == suite.target
+                    && same_file(&a.manifest_path, &manifest_path)
+            })
+            .and_then(|a| a.executable.clone());
+        let Some(exe) = exe else {
+            bail!(
+                "building {}: cargo reported no test executable `{}` for package {} \
+                 (is the file a test target of that package?)",
+                suite.path,
+                suite.target,
+                package.name
+            );
+        };
+        let tests =
+            list_tests(&exe, &cwd).map_err(|e| Error::msg(format!("{}: {e}", suite.path)))?;
+        built.push(BuiltSuite { path: suite.path.clone(), exe, cwd, tests });
     }
     Ok(built)
+}
+
+/// `cargo test --workspace --test T ... --no-run` for the suites' test
+/// targets, with progress and diagnostics.
+fn build_test_targets(ws: &Workspace, suites: &[&Suite]) -> Result<CargoOutput> {
+    let started = Instant::now();
+    let mut targets: Vec<&str> = Vec::new();
+    for s in suites {
+        if !targets.contains(&s.target.as_str()) {
+            targets.push(&s.target);
+        }
+    }
+    println!("building {} (test {}) ...", files(suites), targets.join(", "));
+    let mut cmd = ws.cargo();
+    cmd.args(["test", "--workspace"]);
+    for t in &targets {
+        cmd.args(["--test", t]);
+    }
+    cmd.args(["--no-run", "--message-format", message_format()]);
+    let out = run_cargo_json(cmd)?;
+    for m in out.rendered(&|m| m.level == "warning" || m.level == "error" || !out.success) {
+        eprint!("{m}");
+    }
+    if !out.success {
+        if !out.stderr.is_empty() {
+            eprint!("{}", out.stderr);
+        }
+        bail!("build failed ({})", files(suites));
+    }
+    println!("built in {}", secs(started.elapsed()));
+    Ok(out)
 }
 
 fn files(suites: &[&Suite]) -> String {

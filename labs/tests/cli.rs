@@ -201,7 +201,7 @@ fn test_command_end_to_end() {
     let (code, out) = labs(root, &["test", "1"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("error[E0277]"), "{out}");
-    assert!(out.contains("error: build failed: package fx"), "{out}");
+    assert!(out.contains("error: build failed (fx/tests/project1.rs)"), "{out}");
 }
 
 #[test]
