@@ -79,6 +79,7 @@ bench:
 	$(CARGO) bench -p raft --bench commit_throughput
 	$(CARGO) bench -p tinykv-storage --bench write_durability
 	$(CARGO) bench -p tinykv-sim --bench sim_speed
+	$(CARGO) bench -p tinykv-server --bench raw_get_latency
 
 clean:
 	$(CARGO) clean
