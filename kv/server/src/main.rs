@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -113,9 +114,17 @@ fn run(args: Args) -> Result<(), String> {
             args.data_dir.display(),
             if config.sync_writes { "synced" } else { "UNSYNCED" }
         );
-        serve(listener, server, shutdown_signal())
-            .await
-            .map_err(|e| format!("gRPC server failed: {e}"))
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = serve(listener, server, async {
+            let _ = stopped_rx.await;
+        });
+        tokio::pin!(serve);
+        tokio::select! {
+            r = &mut serve => return r.map_err(|e| format!("gRPC server failed: {e}")),
+            () = shutdown_signal() => {}
+        }
+        let _ = stopped_tx.send(());
+        finish_within_grace(serve).await
     })?;
     log::info!("tinykv-server stopped cleanly");
     Ok(())
@@ -181,11 +190,33 @@ fn run_store(store_id: u64, cluster: BTreeMap<u64, String>, args: &Args) -> Resu
         // gRPC server can finish the calls in flight.
         tokio::task::block_in_place(|| node.stop());
         let _ = stopped_tx.send(());
-        serve.await.map_err(|e| format!("gRPC server failed: {e}"))
+        finish_within_grace(serve).await
     });
     served?;
     log::info!("tinykv-server stopped cleanly");
     Ok(())
+}
+
+/// How long a shutdown waits for the calls in flight to finish and the
+/// clients to close their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Lets a gRPC server that was told to shut down finish, for at most
+/// [`SHUTDOWN_GRACE`]: a client that keeps an idle connection open must
+/// not keep the server from stopping. (Every acknowledged write is
+/// already on disk; a call cut off here was not acknowledged.)
+async fn finish_within_grace(
+    serve: impl Future<Output = Result<(), tonic::transport::Error>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(SHUTDOWN_GRACE, serve).await {
+        Ok(result) => result.map_err(|e| format!("gRPC server failed: {e}")),
+        Err(_) => {
+            log::warn!(
+                "connections still open {SHUTDOWN_GRACE:?} after the shutdown signal; closing them"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -141,6 +141,27 @@ fn sigterm_stops_cleanly() {
     assert!(exit.success(), "SIGTERM must give a clean exit, got {exit}");
 }
 
+/// A client that keeps an idle connection open does not keep the server
+/// from stopping: after the grace period (5 s) it closes the connection.
+#[test]
+fn sigterm_stops_with_an_idle_client_connected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let mut server = ServerProcess::start(dir.path());
+    let mut c = rt.block_on(client(&server.addr));
+    let resp = rt.block_on(c.raw_put(put(b"k", b"v", "default"))).expect("RawPut").into_inner();
+    assert!(resp.error.is_empty(), "{}", resp.error);
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+    assert!(status.success());
+    // wait_for gives up after 60 s: the old server waited for the idle
+    // connection forever.
+    wait_for(&server.log, "stopped cleanly");
+    let exit = server.child.wait().expect("wait");
+    assert!(exit.success(), "SIGTERM must give a clean exit, got {exit}");
+    drop(c);
+}
+
 #[test]
 fn bad_requests_get_errors_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
