@@ -193,3 +193,49 @@ impl StorageReader for RegionReader {
         self.snap.iter(cf, start, end)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tinykv_engine::{Engine, MemoryDisk, WriteBatch};
+    use tinykv_proto::metapb::Region;
+
+    use super::*;
+
+    /// A reader of region [b, d) over an engine that holds a, b, c, d.
+    fn reader(start: &[u8], end: &[u8]) -> RegionReader {
+        let engine = MemoryDisk::new().open();
+        let mut wb = WriteBatch::default();
+        for key in [b"a", b"b", b"c", b"d"] {
+            wb.put(Cf::Default, key, b"v");
+        }
+        engine.write(wb).unwrap();
+        let region = Region {
+            id: 7,
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            ..Default::default()
+        };
+        RegionReader::new(engine.snapshot(), region)
+    }
+
+    fn keys(r: &RegionReader, start: &[u8]) -> Vec<Vec<u8>> {
+        r.iter_cf(Cf::Default, start).map(|kv| kv.unwrap().0).collect()
+    }
+
+    #[test]
+    fn a_region_reader_stays_in_its_region() {
+        let r = reader(b"b", b"d");
+        assert_eq!(keys(&r, b""), [b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(keys(&r, b"c"), [b"c".to_vec()]);
+        assert!(keys(&r, b"d").is_empty());
+        assert!(keys(&r, b"z").is_empty());
+        assert_eq!(r.get_cf(Cf::Default, b"b").unwrap(), Some(b"v".to_vec()));
+        for outside in [&b"a"[..], b"d"] {
+            let err = r.get_cf(Cf::Default, outside).unwrap_err();
+            let key_not_in_region = err.region_error().and_then(|e| e.key_not_in_region.clone());
+            assert_eq!(key_not_in_region.map(|e| e.region_id), Some(7), "{err}");
+        }
+        // An empty end key is unbounded.
+        assert_eq!(keys(&reader(b"c", b""), b""), [b"c".to_vec(), b"d".to_vec()]);
+    }
+}
