@@ -29,6 +29,7 @@ pub mod peer_storage;
 pub mod ready;
 pub mod snap;
 pub mod store;
+pub mod store_meta;
 pub mod worker;
 
 pub use crate::config::Config;

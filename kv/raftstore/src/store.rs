@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::peer::Peer;
 use crate::peer_storage::GenState;
 use crate::snap::{SnapKey, SnapKind, SnapManager};
+use crate::store_meta::StoreMeta;
 use crate::worker::TaskResult;
 use prost::Message as _;
 
@@ -38,6 +39,10 @@ pub struct Store {
     engines: Engines,
     /// The peers, by region id.
     peers: BTreeMap<u64, Peer>,
+    /// The regions of `peers`, by id and by range. Invariant: holds
+    /// exactly the regions of `peers` (as each peer knows its region), and
+    /// no two overlap; changed only through the store.
+    meta: StoreMeta,
     /// The store's snapshot files.
     snaps: Arc<SnapManager>,
     /// Ticks since the last snapshot file sweep.
@@ -65,6 +70,7 @@ impl Store {
             cfg,
             engines,
             peers: BTreeMap::new(),
+            meta: StoreMeta::default(),
             snaps,
             snap_gc_ticks: 0,
             stale_snaps: BTreeSet::new(),
@@ -86,6 +92,7 @@ impl Store {
             let peer =
                 Peer::new(store.store_id, &store.cfg, store.engines.clone(), region, applying)?;
             log::info!("store {}: {} started", store.store_id, peer.tag);
+            store.meta.insert(peer.region().clone());
             store.peers.insert(peer.region_id(), peer);
         }
         Ok(store)
@@ -109,6 +116,11 @@ impl Store {
     /// The peer of region `region_id`, if this store has one.
     pub fn peer(&self, region_id: u64) -> Option<&Peer> {
         self.peers.get(&region_id)
+    }
+
+    /// The store's regions, by id and by key range.
+    pub fn meta(&self) -> &StoreMeta {
+        &self.meta
     }
 
     /// Every peer, by region id.
