@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tinykv_proto::kvrpcpb::RawGetRequest;
 use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
+use tinykv_server::background::BackgroundServer;
 use tinykv_server::node::{Node, NodeConfig};
 use tinykv_server::raft_storage::RaftStorage;
 use tinykv_server::{Server, TinyKvService, serve_service};
@@ -17,9 +18,7 @@ use tinykv_storage::{StandaloneConfig, StandaloneStorage};
 
 /// A server running on a background runtime until dropped.
 struct Running {
-    addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: BackgroundServer,
     _dir: tempfile::TempDir,
 }
 
@@ -28,28 +27,12 @@ impl Running {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage =
             StandaloneStorage::open(&StandaloneConfig::for_tests(dir.path())).expect("open");
-        let server = Server::new(Arc::new(storage));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                addr_tx.send(listener.local_addr().expect("addr").to_string()).expect("send addr");
-                tinykv_server::serve(listener, server, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-            });
-        });
-        let addr = addr_rx.recv().expect("server address");
-        Running { addr, stop: Some(stop), thread: Some(thread), _dir: dir }
+        let server = BackgroundServer::start(Server::new(Arc::new(storage)));
+        Running { server, _dir: dir }
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        ctl_at(&self.addr, args)
+        ctl_at(self.server.addr(), args)
     }
 }
 
@@ -61,17 +44,6 @@ fn ctl_at(addr: &str, args: &[&str]) -> Output {
 /// Runs `tinykv-ctl ARGS...`.
 fn ctl_raw(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tinykv-ctl")).args(args).output().expect("run tinykv-ctl")
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 fn stdout(out: &Output) -> String {
@@ -168,7 +140,7 @@ fn a_malformed_address_exits_2_and_says_what_is_wrong() {
 #[test]
 fn an_http_address_is_accepted() {
     let server = Running::start();
-    let http = format!("http://{}", server.addr);
+    let http = format!("http://{}", server.server.addr());
     let out = ctl_at(&http, &["raw", "put", "k", "v"]);
     assert!(out.status.success(), "--addr {http}: {}", stderr(&out));
     let out = ctl_at(&format!("{http}/"), &["raw", "get", "k"]);

@@ -12,6 +12,7 @@
 //! [`limits`]) and never change any data when they do.
 #![forbid(unsafe_code)]
 
+pub mod background;
 pub mod limits;
 pub mod node;
 pub mod raft_storage;

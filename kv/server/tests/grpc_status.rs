@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tinykv_proto::kvrpcpb::{RawGetRequest, RawPutRequest};
 use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
 use tinykv_server::Server;
+use tinykv_server::background::BackgroundServer;
 use tinykv_storage::{
     Context, Modify, StandaloneConfig, StandaloneStorage, Storage, StorageReader,
 };
@@ -32,12 +33,9 @@ impl Storage for PanicOnKey {
     }
 }
 
-/// A server on an ephemeral loopback port, on its own runtime thread,
-/// until dropped.
+/// A server on an ephemeral loopback port, until dropped.
 struct Running {
-    addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: BackgroundServer,
     _dir: tempfile::TempDir,
 }
 
@@ -46,46 +44,16 @@ impl Running {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage =
             StandaloneStorage::open(&StandaloneConfig::for_tests(dir.path())).expect("open");
-        let server = Server::new(Arc::new(PanicOnKey(storage)));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                addr_tx.send(listener.local_addr().expect("addr").to_string()).expect("send addr");
-                tinykv_server::serve(listener, server, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-            });
-        });
-        let addr = addr_rx.recv().expect("server address");
-        Running { addr, stop: Some(stop), thread: Some(thread), _dir: dir }
+        let server = BackgroundServer::start(Server::new(Arc::new(PanicOnKey(storage))));
+        Running { server, _dir: dir }
     }
 
     async fn channel(&self) -> Channel {
-        Endpoint::from_shared(format!("http://{}", self.addr))
+        Endpoint::from_shared(format!("http://{}", self.server.addr()))
             .expect("endpoint")
             .connect()
             .await
             .expect("connect")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
