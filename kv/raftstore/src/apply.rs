@@ -15,6 +15,7 @@ use raft::eraftpb::Entry;
 use tinykv_engine::{Cf, WriteBatch};
 use tinykv_proto::raft_cmdpb::{AdminCmdType, AdminRequest, AdminResponse, RaftCmdRequest};
 
+use crate::admin::ExecResult;
 use crate::context::{CmdResponse, Context, Token};
 use crate::error::{Error, Result};
 use crate::peer::Peer;
@@ -32,7 +33,9 @@ use tinykv_proto::raft_cmdpb::{
 
 impl Peer {
     /// Applies `entries` (committed, in index order) one by one with
-    /// [`apply_entry`](Self::apply_entry).
+    /// [`apply_entry`](Self::apply_entry), then carries out what their
+    /// admin commands changed ([`on_exec_result`](Self::on_exec_result)),
+    /// once every entry's batch is written.
     ///
     /// # Errors
     ///
@@ -42,30 +45,51 @@ impl Peer {
         entries: &[Entry],
         ctx: &mut dyn Context,
     ) -> Result<()> {
-        let truncated = self.storage().truncated().index;
+        let mut results = Vec::new();
         for e in entries {
-            self.apply_entry(e, ctx)?;
+            results.extend(self.apply_entry(e, ctx)?);
         }
-        // A CompactLog applied: its batch is written, so the worker may
-        // now delete the entries (it syncs the kv engine first).
-        let now = self.storage().truncated().index;
-        if now > truncated {
-            ctx.schedule(Task::RaftLogGc { region_id: self.region_id(), end: now + 1 });
+        for result in results {
+            self.on_exec_result(result, ctx);
         }
         Ok(())
     }
 
+    /// Carries out what an admin command changed (given), after its
+    /// entry's batch is written: for `CompactLog`, the raft log GC worker
+    /// may now delete the entries (it syncs the kv engine first).
+    pub fn on_exec_result(&mut self, result: ExecResult, ctx: &mut dyn Context) {
+        match result {
+            ExecResult::CompactLog { state } => {
+                let task = Task::RaftLogGc { region_id: self.region_id(), end: state.index + 1 };
+                ctx.schedule(task);
+            }
+        }
+    }
+
     /// Executes an admin command (given): only `CompactLog` exists before
-    /// lab 3 ([`exec_compact_log`](Self::exec_compact_log)).
+    /// lab 3 ([`exec_compact_log`](Self::exec_compact_log)). A change of
+    /// the region's state goes into `kv_wb`, the entry's batch; the
+    /// [`ExecResult`] says what changed, for
+    /// [`on_exec_result`](Self::on_exec_result) once the batch is written.
     ///
     /// # Errors
     ///
     /// [`Error::Invalid`] for any other admin command.
-    pub fn execute_admin(&mut self, req: &AdminRequest) -> Result<AdminResponse> {
+    pub fn execute_admin(
+        &mut self,
+        req: &AdminRequest,
+        kv_wb: &mut WriteBatch,
+    ) -> Result<(AdminResponse, Option<ExecResult>)> {
+        let _ = kv_wb; // No admin command of labs 2b and 2c changes the region state.
         match (req.cmd_type(), &req.compact_log) {
             (AdminCmdType::CompactLog, Some(compact)) => {
                 self.log_compacted_to = self.log_compacted_to.max(compact.compact_index);
-                self.exec_compact_log(compact)
+                let before = self.storage().truncated();
+                let resp = self.exec_compact_log(compact)?;
+                let state = self.storage().truncated();
+                let moved = state.index > before.index;
+                Ok((resp, moved.then_some(ExecResult::CompactLog { state })))
             }
             (t, _) => Err(Error::Invalid(format!("unsupported admin command {t:?}"))),
         }
@@ -77,7 +101,8 @@ impl Peer {
     ///    otherwise decode the `RaftCmdRequest` and put its writes
     ///    ([`execute_writes`](Self::execute_writes)) into a batch; an admin
     ///    command (`admin_request` set: `CompactLog`, lab 2c) goes to
-    ///    [`execute_admin`](Self::execute_admin) instead;
+    ///    [`execute_admin`](Self::execute_admin) instead, with the same
+    ///    batch, and its [`ExecResult`] is what this returns;
     /// 2. set `apply_state.applied_index` to the entry's index and put the
     ///    apply state into the *same* batch; write it (no sync needed: the
     ///    log can replay it);
@@ -88,6 +113,8 @@ impl Peer {
     ///
     /// A command that fails (e.g. a key outside the region) writes no data
     /// and is answered with its error; the applied index still moves.
+    /// Only a successful admin command returns an [`ExecResult`]; the
+    /// caller carries it out once the batch is written.
     ///
     /// # Errors
     ///
@@ -95,7 +122,7 @@ impl Peer {
     ///
     /// Checked by every lab 2b test; `persist_*_2b` restart stores and
     /// check that nothing is applied twice or lost.
-    pub fn apply_entry(&mut self, e: &Entry, ctx: &mut dyn Context) -> Result<()> {
+    pub fn apply_entry(&mut self, e: &Entry, ctx: &mut dyn Context) -> Result<Option<ExecResult>> {
         // SOLUTION BEGIN lab 2b
         let mut kv_wb = WriteBatch::new();
         let req =
@@ -106,9 +133,10 @@ impl Peer {
                     Error::Invalid(format!("entry {} does not decode: {err}", e.index))
                 }))
             };
+        let mut exec_result = None;
         let outcome = match &req {
             Some(Ok(RaftCmdRequest { admin_request: Some(admin), .. })) => {
-                self.execute_admin(admin).map(|_| ())
+                self.execute_admin(admin, &mut kv_wb).map(|(_, result)| exec_result = result)
             }
             Some(Ok(req)) => self.execute_writes(req, &mut kv_wb),
             Some(Err(err)) => Err(err.clone()),
@@ -118,7 +146,9 @@ impl Peer {
         ps.apply_state.applied_index = e.index;
         put_msg(&mut kv_wb, &keys::apply_state_key(ps.region.id), &ps.apply_state);
         ps.engines.kv.write(kv_wb)?;
-        let Some(token) = self.take_proposal(e.index, e.term, ctx) else { return Ok(()) };
+        let Some(token) = self.take_proposal(e.index, e.term, ctx) else {
+            return Ok(exec_result);
+        };
         let resp = match (req, outcome) {
             (Some(Ok(req)), Ok(())) => self.read_responses(&req),
             (_, Err(err)) => Err(err),
@@ -132,7 +162,7 @@ impl Peer {
             }
             Err(err) => self.respond_error(token, err, ctx),
         }
-        Ok(())
+        Ok(exec_result)
         // SOLUTION STUB
         // let _ = (e, ctx);
         // todo!("lab 2b: Peer::apply_entry (kv/raftstore/src/apply.rs)")

@@ -17,13 +17,13 @@
 //! | [`bootstrap`], [`engines`], [`context`], [`config`], [`error`] | given | |
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod apply;
 pub mod bootstrap;
 pub mod config;
 pub mod context;
 pub mod engines;
 pub mod error;
-pub mod gc;
 pub mod peer;
 pub mod peer_storage;
 pub mod ready;

@@ -145,7 +145,7 @@ impl Peer {
         })
         // SOLUTION STUB
         // let _ = req;
-        // todo!("lab 2c: Peer::exec_compact_log (kv/raftstore/src/gc.rs)")
+        // todo!("lab 2c: Peer::exec_compact_log (kv/raftstore/src/admin/compact_log.rs)")
         // SOLUTION END
     }
 }
