@@ -22,6 +22,7 @@ pub mod apply;
 pub mod bootstrap;
 pub mod config;
 pub mod context;
+pub mod effect;
 pub mod engines;
 pub mod error;
 pub mod peer;

@@ -25,6 +25,7 @@ use tinykv_proto::raft_serverpb::RaftMessage;
 
 use crate::config::Config;
 use crate::context::{CmdResponse, Context, Token};
+use crate::effect::StoreEffect;
 use crate::engines::Engines;
 use crate::error::{Error, Result};
 use crate::peer_storage::{ApplySnapResult, PeerStorage};
@@ -76,6 +77,9 @@ pub struct Peer {
     /// far every replica's log is compacted. 0 when unknown (after a start
     /// or a snapshot), which makes a leader propose one soon.
     pub(crate) log_compacted_to: u64,
+    /// What this peer did that the store must follow up on, oldest first
+    /// (see [`crate::effect`]); the store takes them after every `Ready`.
+    pub(crate) store_effects: Vec<StoreEffect>,
 }
 
 impl Peer {
@@ -117,6 +121,7 @@ impl Peer {
             gc_count_limit: cfg.raft_log_gc_count_limit,
             compact_proposed: None,
             log_compacted_to: 0,
+            store_effects: Vec::new(),
         })
     }
 
@@ -278,6 +283,9 @@ impl Peer {
     /// from now on the peer waits for its data, which a worker writes.
     /// Call it from [`handle_raft_ready`](Self::handle_raft_ready) (lab 2c).
     pub fn on_snapshot_stored(&mut self, result: ApplySnapResult, ctx: &mut dyn Context) {
+        // The snapshot's region replaced this peer's (lab 3b: possibly
+        // with another range or other members).
+        self.push_store_effect(StoreEffect::RegionChanged(self.region().clone()));
         self.applying_snapshot = true;
         self.log_compacted_to = 0;
         self.schedule_snapshot_apply(result.key, ctx);

@@ -22,6 +22,7 @@ use tinykv_proto::raft_serverpb::{PeerState, RaftMessage, RaftSnapshotData, Regi
 use crate::bootstrap::load_store_ident;
 use crate::config::Config;
 use crate::context::{CmdResponse, Context, Token};
+use crate::effect::StoreEffect;
 use crate::engines::Engines;
 use crate::error::{Error, Result};
 use crate::peer::Peer;
@@ -159,7 +160,7 @@ impl Store {
         if let Err(e) = peer.step(raft_msg) {
             log::debug!("{} could not step a message: {e}", peer.tag);
         }
-        peer.on_ready(ctx)
+        self.on_peer_ready(msg.region_id, ctx)
     }
 
     /// A snapshot message is only stepped into raft if its data decodes,
@@ -212,7 +213,7 @@ impl Store {
             return Ok(());
         };
         peer.propose(req, token, ctx);
-        peer.on_ready(ctx)
+        self.on_peer_ready(region_id, ctx)
     }
 
     /// One raft tick for every peer.
@@ -221,9 +222,12 @@ impl Store {
     ///
     /// An engine error (fatal for the store).
     pub fn on_tick(&mut self, ctx: &mut dyn Context) -> Result<()> {
-        for peer in self.peers.values_mut() {
-            peer.tick(ctx);
-            peer.on_ready(ctx)?;
+        let region_ids: Vec<u64> = self.peers.keys().copied().collect();
+        for region_id in region_ids {
+            if let Some(peer) = self.peers.get_mut(&region_id) {
+                peer.tick(ctx);
+            }
+            self.on_peer_ready(region_id, ctx)?;
         }
         self.snap_gc_ticks += 1;
         if self.snap_gc_ticks >= self.cfg.snap_gc_tick_interval {
@@ -240,24 +244,57 @@ impl Store {
     /// A snapshot that could not be applied (its data is half written:
     /// fatal for the store); an engine error.
     pub fn on_task_result(&mut self, result: TaskResult, ctx: &mut dyn Context) -> Result<()> {
-        let Some(peer) = self.peers.get_mut(&result.region_id()) else {
+        let region_id = result.region_id();
+        let Some(peer) = self.peers.get_mut(&region_id) else {
             log::debug!("store {}: no peer for {result:?}", self.store_id);
             return Ok(());
         };
         match result {
             TaskResult::SnapshotGenerated { result, .. } => {
                 peer.on_snapshot_generated(result);
-                peer.on_ready(ctx)
+                self.on_peer_ready(region_id, ctx)
             }
             TaskResult::SnapshotApplied { key, result } => {
                 peer.on_snapshot_applied(key, result)?;
-                peer.on_ready(ctx)
+                self.on_peer_ready(region_id, ctx)
             }
             TaskResult::RaftLogGcDone { result, .. } => {
                 if let Err(e) = result {
                     log::warn!("{} raft log GC failed (the next one retries): {e}", peer.tag);
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// Lets the peer of `region_id` handle its `Ready`, then carries out
+    /// what it asked of the store ([`StoreEffect`]s).
+    fn on_peer_ready(&mut self, region_id: u64, ctx: &mut dyn Context) -> Result<()> {
+        let Some(peer) = self.peers.get_mut(&region_id) else { return Ok(()) };
+        let result = peer.on_ready(ctx);
+        for effect in peer.take_store_effects() {
+            self.apply_effect(effect);
+        }
+        result
+    }
+
+    /// Carries out one peer's [`StoreEffect`]: the only place where the
+    /// store's meta changes after the store started.
+    fn apply_effect(&mut self, effect: StoreEffect) {
+        match effect {
+            StoreEffect::RegionChanged(region) => {
+                let id = region.id;
+                if self.meta.region(id).is_some() {
+                    self.meta.update(region);
+                } else {
+                    self.meta.insert(region);
+                }
+                debug_assert_eq!(
+                    self.meta.region(id),
+                    self.peers.get(&id).map(|p| p.region()),
+                    "store {}: the meta's region {id} is not its peer's",
+                    self.store_id
+                );
             }
         }
     }

@@ -1,0 +1,34 @@
+//! What a peer asks of its store (given code).
+//!
+//! A peer never changes store-level state itself: the store's regions
+//! ([`StoreMeta`](crate::store_meta::StoreMeta)), its peers and, from lab
+//! 3b on, the creation and destruction of peers. When something a peer
+//! did concerns the whole store (its region's range or members changed),
+//! it queues a [`StoreEffect`]; the store takes the queue after every
+//! `Ready` the peer handles ([`Peer::take_store_effects`]) and carries
+//! each one out.
+
+use tinykv_proto::metapb::Region;
+
+use crate::peer::Peer;
+
+/// Something a peer did that the store must follow up on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreEffect {
+    /// The peer's region is now this one (a snapshot replaced it; from lab
+    /// 3b, a conf change or a split changed it): the store's meta must
+    /// hold it.
+    RegionChanged(Region),
+}
+
+impl Peer {
+    /// Queues `effect` for the store.
+    pub fn push_store_effect(&mut self, effect: StoreEffect) {
+        self.store_effects.push(effect);
+    }
+
+    /// Takes what the peer queued for the store, oldest first.
+    pub fn take_store_effects(&mut self) -> Vec<StoreEffect> {
+        std::mem::take(&mut self.store_effects)
+    }
+}
