@@ -25,6 +25,7 @@ pub mod context;
 pub mod effect;
 pub mod engines;
 pub mod error;
+pub mod lifecycle;
 pub mod peer;
 pub mod peer_storage;
 pub mod ready;

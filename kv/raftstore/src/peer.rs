@@ -14,7 +14,7 @@
 //! You write (lab 2b): [`Peer::propose`] and the request checks it uses,
 //! [`Peer::handle_raft_ready`], and the apply side in `apply.rs`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use raft::{RawNode, StateRole};
 use tinykv_engine::{Cf, MAX_KEY_LEN};
@@ -80,6 +80,11 @@ pub struct Peer {
     /// What this peer did that the store must follow up on, oldest first
     /// (see [`crate::effect`]); the store takes them after every `Ready`.
     pub(crate) store_effects: Vec<StoreEffect>,
+    /// The peers this peer heard from, by id: where to send to a member
+    /// that its region does not list yet (a peer added after the region's
+    /// last state this peer knows, or, for an uninitialized peer, the
+    /// leader that created it).
+    pub(crate) peer_cache: BTreeMap<u64, metapb::Peer>,
 }
 
 impl Peer {
@@ -103,6 +108,35 @@ impl Peer {
         })?;
         let tag = format!("[region {} peer {}]", region.id, meta.id);
         let ps = PeerStorage::new(engines, region, tag.clone())?;
+        Peer::with_storage(meta, cfg, ps, applying)
+    }
+
+    /// A peer for a region this store has no data of (lab 3b): created
+    /// when a message for it arrives from a leader that added it. It has
+    /// no range and no members, does not campaign, and waits for the
+    /// leader's snapshot ([`PeerStorage::uninitialized`]).
+    ///
+    /// # Errors
+    ///
+    /// A raft error.
+    pub fn uninitialized(
+        meta: metapb::Peer,
+        cfg: &Config,
+        engines: Engines,
+        region_id: u64,
+    ) -> Result<Peer> {
+        let tag = format!("[region {region_id} peer {}]", meta.id);
+        let ps = PeerStorage::uninitialized(engines, region_id, tag);
+        Peer::with_storage(meta, cfg, ps, false)
+    }
+
+    fn with_storage(
+        meta: metapb::Peer,
+        cfg: &Config,
+        ps: PeerStorage,
+        applying: bool,
+    ) -> Result<Peer> {
+        let tag = ps.tag.clone();
         let mut raft_cfg = raft::Config::new(meta.id, vec![]);
         raft_cfg.election_tick = cfg.raft_election_timeout_ticks;
         raft_cfg.heartbeat_tick = cfg.raft_heartbeat_ticks;
@@ -122,6 +156,7 @@ impl Peer {
             compact_proposed: None,
             log_compacted_to: 0,
             store_effects: Vec::new(),
+            peer_cache: BTreeMap::new(),
         })
     }
 
@@ -140,6 +175,13 @@ impl Peer {
     /// The region as this peer knows it.
     pub fn region(&self) -> &Region {
         &self.storage().region
+    }
+
+    /// Whether the peer knows its region: its range and members came with
+    /// the region's bootstrap or a snapshot. An uninitialized peer (see
+    /// [`Peer::uninitialized`]) has neither and is in no store's meta.
+    pub fn is_initialized(&self) -> bool {
+        !self.region().peers.is_empty()
     }
 
     /// The region id.
@@ -170,6 +212,19 @@ impl Peer {
     /// The member of the region with peer id `id`.
     pub fn peer_by_id(&self, id: u64) -> Option<metapb::Peer> {
         self.region().peers.iter().find(|p| p.id == id).copied()
+    }
+
+    /// Remembers a peer this peer heard from (see `peer_cache`).
+    pub fn remember_peer(&mut self, peer: metapb::Peer) {
+        if peer.id != 0 {
+            self.peer_cache.insert(peer.id, peer);
+        }
+    }
+
+    /// Where peer `id` lives: the region's members first, then the peers
+    /// heard from.
+    pub fn find_peer(&self, id: u64) -> Option<metapb::Peer> {
+        self.peer_by_id(id).or_else(|| self.peer_cache.get(&id).copied())
     }
 
     // ----- inputs ----------------------------------------------------------------
@@ -325,7 +380,7 @@ impl Peer {
     /// region it belongs to. `None` if the target is not a member this peer
     /// knows of.
     pub fn raft_message(&self, msg: eraftpb::Message) -> Option<RaftMessage> {
-        let Some(to_peer) = self.peer_by_id(msg.to) else {
+        let Some(to_peer) = self.find_peer(msg.to) else {
             log::warn!("{} drops a {:?} to unknown peer {}", self.tag, msg.msg_type(), msg.to);
             return None;
         };

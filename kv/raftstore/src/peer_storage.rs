@@ -152,6 +152,24 @@ impl PeerStorage {
         Ok(ps)
     }
 
+    /// The storage of a peer created for a region this store knows nothing
+    /// of yet (lab 3b: a message from a leader that added it): no range,
+    /// no members, an empty log at index 0 and nothing applied, so the
+    /// leader finds its log compacted and sends a snapshot. Nothing is
+    /// written until that snapshot is stored.
+    pub fn uninitialized(engines: Engines, region_id: u64, tag: String) -> PeerStorage {
+        PeerStorage {
+            region: Region { id: region_id, ..Default::default() },
+            raft_state: RaftLocalState::default(),
+            apply_state: RaftApplyState::default(),
+            engines,
+            tag,
+            snap_gen: RefCell::default(),
+            gen_tries: Cell::new(0),
+            last_snapshot_index: Cell::new(0),
+        }
+    }
+
     /// A crash fell between the two batches of a snapshot (see the module
     /// docs): the apply state is the snapshot's, the raft state is older.
     /// Rebuilds the raft state from the snapshot's index and term (keeping

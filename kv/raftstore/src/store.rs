@@ -36,10 +36,11 @@ use prost::Message as _;
 #[derive(Debug)]
 pub struct Store {
     store_id: u64,
-    cfg: Config,
+    pub(crate) cfg: Config,
     engines: Engines,
-    /// The peers, by region id.
-    peers: BTreeMap<u64, Peer>,
+    /// The peers, by region id (uninitialized ones too: see
+    /// [`crate::lifecycle`]).
+    pub(crate) peers: BTreeMap<u64, Peer>,
     /// The regions of `peers`, by id and by range. Invariant: holds
     /// exactly the regions of `peers` (as each peer knows its region), and
     /// no two overlap; changed only through the store.
@@ -142,17 +143,21 @@ impl Store {
             log::warn!("store {}: drops a message for store {}", self.store_id, to.store_id);
             return Ok(());
         }
-        let Some(peer) = self.peers.get_mut(&msg.region_id) else {
+        if !self.maybe_create_peer(&msg)? {
             log::debug!("store {}: no peer of region {}", self.store_id, msg.region_id);
             return Ok(());
-        };
+        }
+        let Some(peer) = self.peers.get_mut(&msg.region_id) else { return Ok(()) };
         if peer.meta.id != to.id {
             log::debug!("{} drops a message for peer {}", peer.tag, to.id);
             return Ok(());
         }
+        if let Some(from) = msg.from_peer {
+            peer.remember_peer(from);
+        }
         let Some(raft_msg) = msg.message else { return Ok(()) };
         if raft_msg.msg_type() == MessageType::MsgSnapshot
-            && let Err(e) = Store::check_snapshot(&self.snaps, peer, &raft_msg)
+            && let Err(e) = Store::check_snapshot(&self.snaps, &self.meta, peer, &raft_msg)
         {
             log::warn!("{} drops a snapshot from peer {}: {e}", peer.tag, raft_msg.from);
             return Ok(());
@@ -164,15 +169,17 @@ impl Store {
     }
 
     /// A snapshot message is only stepped into raft if its data decodes,
-    /// is for this region, and its files were received intact (the driver
+    /// is for this region, its files were received intact (the driver
     /// receives them before it delivers the message; a corrupt transfer
-    /// never gets this far).
+    /// never gets this far), and its range overlaps no other region of
+    /// this store (`meta`).
     ///
     /// # Errors
     ///
     /// [`Error::Invalid`] saying what is wrong.
     pub fn check_snapshot(
         snaps: &SnapManager,
+        store_meta: &StoreMeta,
         peer: &Peer,
         msg: &raft::eraftpb::Message,
     ) -> Result<()> {
@@ -190,6 +197,17 @@ impl Store {
         let key = SnapKey::new(region_id, meta.term, meta.index);
         if !snaps.exists(key, SnapKind::Received) {
             return Err(Error::Invalid(format!("the files of snapshot {key} were not received")));
+        }
+        let range = data.region.unwrap_or_default();
+        let overlap: Vec<u64> = store_meta
+            .overlapping(&range.start_key, &range.end_key)
+            .into_iter()
+            .filter(|&id| id != region_id)
+            .collect();
+        if !overlap.is_empty() {
+            return Err(Error::Invalid(format!(
+                "the snapshot's range overlaps regions {overlap:?} of this store"
+            )));
         }
         Ok(())
     }
