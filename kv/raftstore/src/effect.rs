@@ -19,6 +19,14 @@ pub enum StoreEffect {
     /// 3b, a conf change or a split changed it): the store's meta must
     /// hold it.
     RegionChanged(Region),
+    /// This peer (`peer_id` of `region_id`) is no longer a member of its
+    /// region: destroy it ([`crate::store::Store::destroy_peer`]).
+    Destroy {
+        /// The region.
+        region_id: u64,
+        /// The peer to destroy (a newer peer of the region stays).
+        peer_id: u64,
+    },
 }
 
 impl Peer {

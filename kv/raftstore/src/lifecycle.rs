@@ -22,12 +22,19 @@
 //! it to its meta ([`crate::effect::StoreEffect::RegionChanged`]).
 //! [`Store::check_snapshot`] refuses a snapshot whose range overlaps
 //! another region of the store.
+//!
+//! A peer removed from its region is destroyed ([`Store::destroy_peer`],
+//! asked for with [`StoreEffect::Destroy`](crate::effect::StoreEffect::Destroy)): its region state becomes
+//! `Tombstone` with the region's last epoch (what makes later, stale
+//! messages harmless), its data range, apply state, raft state and log
+//! are deleted, and so are its snapshot files; the store forgets it.
 
 use raft::eraftpb::MessageType;
-use tinykv_engine::keys;
+use tinykv_engine::{Cf, WriteBatch, keys};
+use tinykv_proto::metapb::Region;
 use tinykv_proto::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
 
-use crate::engines::get_msg;
+use crate::engines::{Engines, get_msg, put_msg};
 use crate::error::Result;
 use crate::peer::Peer;
 use crate::store::Store;
@@ -94,6 +101,56 @@ impl Store {
         Ok(true)
     }
 
+    /// Destroys the peer of `region_id` whose id is `peer_id` (a later peer
+    /// of the region with another id stays): see the module docs. The
+    /// tombstone is synced before the log goes, so a crash in between
+    /// leaves a tombstone and some log, which a restart ignores.
+    ///
+    /// # Errors
+    ///
+    /// An engine error (the store cannot go on then).
+    pub fn destroy_peer(&mut self, region_id: u64, peer_id: u64) -> Result<()> {
+        let Some(peer) = self.peers.get(&region_id) else { return Ok(()) };
+        if peer.meta.id != peer_id {
+            log::info!("{} is not peer {peer_id}: nothing to destroy", peer.tag);
+            return Ok(());
+        }
+        let (tag, region, initialized) =
+            (peer.tag.clone(), peer.region().clone(), peer.is_initialized());
+        write_tombstone(self.engines(), &region, initialized)?;
+        self.peers.remove(&region_id);
+        self.meta.remove(region_id);
+        self.delete_snapshot_files(region_id);
+        log::info!(
+            "store {}: {tag} destroyed; region {region_id} is a tombstone here",
+            self.store_id()
+        );
+        Ok(())
+    }
+
+    fn delete_snapshot_files(&self, region_id: u64) {
+        let listed = match self.snaps.list() {
+            Ok(listed) => listed,
+            Err(e) => {
+                log::warn!("store {}: cannot list snapshot files: {e}", self.store_id());
+                return;
+            }
+        };
+        for (key, kind) in listed.into_iter().filter(|(key, _)| key.region_id == region_id) {
+            if self.snaps.in_use(key, kind) {
+                continue; // The next sweep deletes it once it is free.
+            }
+            if let Err(e) = self.snaps.delete(key, kind) {
+                log::warn!("store {}: cannot delete snapshot {key}: {e}", self.store_id());
+            }
+        }
+    }
+
+    /// Carries out [`StoreEffect::Destroy`].
+    pub(crate) fn on_destroy_effect(&mut self, region_id: u64, peer_id: u64) -> Result<()> {
+        self.destroy_peer(region_id, peer_id)
+    }
+
     /// The region's state on this store if it is `Tombstone` (a peer of it
     /// was removed from here).
     fn tombstone(&self, region_id: u64) -> Result<Option<RegionLocalState>> {
@@ -101,6 +158,35 @@ impl Store {
             get_msg(self.engines().kv.as_ref(), &keys::region_state_key(region_id))?;
         Ok(state.filter(|s| s.state() == PeerState::Tombstone))
     }
+}
+
+/// The kv side of a destroyed peer, synced: the `Tombstone` state with the
+/// region's last epoch, no apply state, no data in its range (if it ever
+/// had one); then the raft side: no raft state, no log.
+fn write_tombstone(engines: &Engines, region: &Region, initialized: bool) -> Result<()> {
+    let mut kv_wb = WriteBatch::new();
+    if initialized {
+        let snap = engines.kv.snapshot();
+        let end = (!region.end_key.is_empty()).then_some(region.end_key.as_slice());
+        for cf in Cf::DATA {
+            for pair in snap.iter(cf, &region.start_key, end) {
+                kv_wb.delete(cf, &pair?.0);
+            }
+        }
+    }
+    kv_wb.delete(Cf::Meta, &keys::apply_state_key(region.id));
+    let state =
+        RegionLocalState { state: PeerState::Tombstone as i32, region: Some(region.clone()) };
+    put_msg(&mut kv_wb, &keys::region_state_key(region.id), &state);
+    engines.kv.write(kv_wb.sync())?;
+    let mut raft_wb = WriteBatch::new();
+    let (start, end) = keys::raft_log_range(region.id);
+    for pair in engines.raft.snapshot().iter(Cf::Meta, &start, Some(&end)) {
+        raft_wb.delete(Cf::Meta, &pair?.0);
+    }
+    raft_wb.delete(Cf::Meta, &keys::raft_state_key(region.id));
+    engines.raft.write(raft_wb.sync())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -133,17 +219,25 @@ mod tests {
         fn schedule(&mut self, _: Task) {}
     }
 
-    /// Store 1 with region 1 over ["", "m") (peers 1, 2, 3 on stores 1,
-    /// 2, 3).
-    fn store(dir: &std::path::Path) -> Store {
+    /// The engines of store 1 with region 1 over ["", "m") (peers 1, 2, 3
+    /// on stores 1, 2, 3).
+    fn engines() -> Engines {
         let engines =
             Engines::new(Arc::new(MemoryDisk::new().open()), Arc::new(MemoryDisk::new().open()));
         bootstrap_store(&engines, 1, 1).unwrap();
         let mut region = first_region(1, &[(1, 1), (2, 2), (3, 3)]);
         region.end_key = b"m".to_vec();
         bootstrap_region(&engines, &region).unwrap();
+        engines
+    }
+
+    fn start(engines: &Engines, dir: &std::path::Path) -> Store {
         let snaps = Arc::new(SnapManager::open(dir).unwrap());
-        Store::start(Config::default(), engines, snaps).unwrap()
+        Store::start(Config::default(), engines.clone(), snaps).unwrap()
+    }
+
+    fn store(dir: &std::path::Path) -> Store {
+        start(&engines(), dir)
     }
 
     /// A heartbeat from peer 20 on store 2 to peer 21 on this store, for
@@ -221,5 +315,47 @@ mod tests {
         }
         store.on_raft_message(heartbeat(b"m", b"", 5), &mut ctx).unwrap();
         assert!(store.peer(2).is_some(), "a newer epoch (re-added) creates the peer");
+    }
+
+    #[test]
+    fn a_destroyed_peer_leaves_a_tombstone_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let engines = engines();
+        let mut wb = WriteBatch::new();
+        for (cf, key) in [(Cf::Default, &b"a"[..]), (Cf::Write, b"k"), (Cf::Default, b"x")] {
+            wb.put(cf, key, b"v");
+        }
+        engines.kv.write(wb).unwrap();
+        let mut store = start(&engines, dir.path());
+        store.destroy_peer(1, 99).unwrap();
+        assert!(store.peer(1).is_some(), "peer 99 is not region 1's peer here: nothing happens");
+        store.destroy_peer(1, 1).unwrap();
+        assert!(store.peer(1).is_none() && store.meta().is_empty());
+        let kv = engines.kv.snapshot();
+        let left: Vec<Vec<u8>> = Cf::DATA
+            .into_iter()
+            .flat_map(|cf| kv.iter(cf, b"", None).map(|p| p.unwrap().0).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(left, vec![b"x".to_vec()], "the region's range [\"\", m) is empty, x stays");
+        assert!(kv.get(Cf::Meta, &keys::apply_state_key(1)).unwrap().is_none());
+        let state: RegionLocalState =
+            get_msg(engines.kv.as_ref(), &keys::region_state_key(1)).unwrap().unwrap();
+        assert_eq!(state.state(), PeerState::Tombstone);
+        assert_eq!(state.region.and_then(|r| r.region_epoch).map(|e| e.conf_ver), Some(1));
+        let raft = engines.raft.snapshot();
+        let (start_key, end_key) = keys::raft_log_range(1);
+        assert_eq!(raft.iter(Cf::Meta, &start_key, Some(&end_key)).count(), 0, "no log left");
+        assert!(raft.get(Cf::Meta, &keys::raft_state_key(1)).unwrap().is_none());
+
+        // The tombstone survives a restart, and a stale message for the
+        // old peer does not bring it back.
+        drop(store);
+        let mut store = start(&engines, dir.path());
+        assert!(store.peer(1).is_none(), "a tombstone starts no peer");
+        let mut stale = heartbeat(b"", b"m", 1);
+        stale.region_id = 1;
+        stale.to_peer = Some(metapb::Peer { id: 1, store_id: 1 });
+        store.on_raft_message(stale, &mut Recorder::default()).unwrap();
+        assert!(store.peer(1).is_none(), "a message from before the removal creates nothing");
     }
 }

@@ -44,9 +44,9 @@ pub struct Store {
     /// The regions of `peers`, by id and by range. Invariant: holds
     /// exactly the regions of `peers` (as each peer knows its region), and
     /// no two overlap; changed only through the store.
-    meta: StoreMeta,
+    pub(crate) meta: StoreMeta,
     /// The store's snapshot files.
-    snaps: Arc<SnapManager>,
+    pub(crate) snaps: Arc<SnapManager>,
     /// Ticks since the last snapshot file sweep.
     snap_gc_ticks: usize,
     /// Snapshot files found stale by the last sweep: deleted if the next
@@ -291,14 +291,18 @@ impl Store {
         let Some(peer) = self.peers.get_mut(&region_id) else { return Ok(()) };
         let result = peer.on_ready(ctx);
         for effect in peer.take_store_effects() {
-            self.apply_effect(effect);
+            self.apply_effect(effect)?;
         }
         result
     }
 
     /// Carries out one peer's [`StoreEffect`]: the only place where the
     /// store's meta changes after the store started.
-    fn apply_effect(&mut self, effect: StoreEffect) {
+    ///
+    /// # Errors
+    ///
+    /// An engine error destroying a peer.
+    fn apply_effect(&mut self, effect: StoreEffect) -> Result<()> {
         match effect {
             StoreEffect::RegionChanged(region) => {
                 let id = region.id;
@@ -313,6 +317,10 @@ impl Store {
                     "store {}: the meta's region {id} is not its peer's",
                     self.store_id
                 );
+                Ok(())
+            }
+            StoreEffect::Destroy { region_id, peer_id } => {
+                self.on_destroy_effect(region_id, peer_id)
             }
         }
     }
