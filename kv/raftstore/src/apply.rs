@@ -17,6 +17,7 @@ use tinykv_proto::raft_cmdpb::{AdminCmdType, AdminRequest, AdminResponse, RaftCm
 
 use crate::admin::ExecResult;
 use crate::context::{CmdResponse, Context, Token};
+use crate::effect::StoreEffect;
 use crate::error::{Error, Result};
 use crate::peer::Peer;
 use crate::worker::Task;
@@ -57,12 +58,28 @@ impl Peer {
 
     /// Carries out what an admin command changed (given), after its
     /// entry's batch is written: for `CompactLog`, the raft log GC worker
-    /// may now delete the entries (it syncs the kv engine first).
+    /// may now delete the entries (it syncs the kv engine first); for
+    /// `ChangePeer` (lab 3b), the raft node learns the new membership, the
+    /// store its region, and a peer that was removed asks the store to
+    /// destroy it.
     pub fn on_exec_result(&mut self, result: ExecResult, ctx: &mut dyn Context) {
         match result {
             ExecResult::CompactLog { state } => {
                 let task = Task::RaftLogGc { region_id: self.region_id(), end: state.index + 1 };
                 ctx.schedule(task);
+            }
+            ExecResult::ChangePeer { cc, region } => {
+                self.raft_group.apply_conf_change(&cc);
+                for &p in &region.peers {
+                    self.remember_peer(p);
+                }
+                let removed_self = cc.change_type() == raft::eraftpb::ConfChangeType::RemoveNode
+                    && cc.node_id == self.meta.id;
+                self.push_store_effect(StoreEffect::RegionChanged(region));
+                if removed_self {
+                    let (region_id, peer_id) = (self.region_id(), self.meta.id);
+                    self.push_store_effect(StoreEffect::Destroy { region_id, peer_id });
+                }
             }
         }
     }
@@ -135,6 +152,9 @@ impl Peer {
             };
         let mut exec_result = None;
         let outcome = match &req {
+            None if e.entry_type() == EntryType::EntryConfChange => {
+                self.apply_change_peer(e, &mut kv_wb).map(|result| exec_result = result)
+            }
             Some(Ok(RaftCmdRequest { admin_request: Some(admin), .. })) => {
                 self.execute_admin(admin, &mut kv_wb).map(|(_, result)| exec_result = result)
             }

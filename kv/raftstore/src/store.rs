@@ -230,7 +230,7 @@ impl Store {
             ctx.respond(token, CmdResponse::new(resp));
             return Ok(());
         };
-        peer.propose(req, token, ctx);
+        peer.propose_command(req, token, ctx);
         self.on_peer_ready(region_id, ctx)
     }
 

@@ -12,11 +12,36 @@
 //! |---|---|---|
 //! | [`compact_log`] | `CompactLog`: move the truncated state, GC the log | 2c |
 //! | [`epoch`] | which commands check which part of the region epoch | 3b |
+//! | [`conf_change`] | `ChangePeer`: add or remove a peer | 3b |
+//! | [`transfer_leader`] | `TransferLeader`: move the leadership | 3b |
 
 pub mod compact_log;
+pub mod conf_change;
 pub mod epoch;
+pub mod transfer_leader;
 
+use raft::eraftpb::ConfChange;
+use tinykv_proto::metapb::Region;
+use tinykv_proto::raft_cmdpb::{AdminCmdType, RaftCmdRequest};
 use tinykv_proto::raft_serverpb::RaftTruncatedState;
+
+use crate::context::{Context, Token};
+use crate::peer::Peer;
+
+impl Peer {
+    /// Routes a client command to its proposer (given): `ChangePeer` to
+    /// [`propose_change_peer`](Peer::propose_change_peer), `TransferLeader`
+    /// to [`propose_transfer_leader`](Peer::propose_transfer_leader)
+    /// (lab 3b), everything else to [`propose`](Peer::propose) (lab 2b),
+    /// whose checks refuse other admin commands from clients.
+    pub fn propose_command(&mut self, req: RaftCmdRequest, token: Token, ctx: &mut dyn Context) {
+        match req.admin_request.as_ref().map(|a| a.cmd_type()) {
+            Some(AdminCmdType::ChangePeer) => self.propose_change_peer(req, token, ctx),
+            Some(AdminCmdType::TransferLeader) => self.propose_transfer_leader(req, token, ctx),
+            _ => self.propose(req, token, ctx),
+        }
+    }
+}
 
 /// What executing an admin command changed, for the peer (and then the
 /// store) to carry out after the entry's batch is written.
@@ -27,5 +52,13 @@ pub enum ExecResult {
     CompactLog {
         /// The new truncated state.
         state: RaftTruncatedState,
+    },
+    /// A conf change entry applied: the raft node must learn `cc`, and
+    /// the region is now `region` (unchanged for a duplicate).
+    ChangePeer {
+        /// The change, as the entry holds it.
+        cc: ConfChange,
+        /// The region after it.
+        region: Region,
     },
 }
