@@ -65,7 +65,8 @@ impl Peer {
     pub fn on_exec_result(&mut self, result: ExecResult, ctx: &mut dyn Context) {
         match result {
             ExecResult::CompactLog { state } => {
-                let task = Task::RaftLogGc { region_id: self.region_id(), end: state.index + 1 };
+                let (peer_id, region_id) = (self.meta.id, self.region_id());
+                let task = Task::RaftLogGc { peer_id, region_id, end: state.index + 1 };
                 ctx.schedule(task);
             }
             ExecResult::ChangePeer { cc, region } => {

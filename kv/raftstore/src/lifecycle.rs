@@ -115,6 +115,12 @@ impl Store {
             log::info!("{} is not peer {peer_id}: nothing to destroy", peer.tag);
             return Ok(());
         }
+        assert!(
+            !peer.applying_snapshot,
+            "{} cannot be destroyed while a worker writes its snapshot's data (the worker would \
+             mark the region Normal again); a peer applies no entry, so no removal, until then",
+            peer.tag
+        );
         let (tag, region, initialized) =
             (peer.tag.clone(), peer.region().clone(), peer.is_initialized());
         write_tombstone(self.engines(), &region, initialized)?;

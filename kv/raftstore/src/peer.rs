@@ -300,6 +300,7 @@ impl Peer {
         let conf_state =
             eraftpb::ConfState { nodes: self.region().peers.iter().map(|p| p.id).collect() };
         let task = Task::GenSnapshot {
+            peer_id: self.meta.id,
             key: SnapKey::new(self.region_id(), term, index),
             region: self.region().clone(),
             conf_state,
@@ -348,7 +349,8 @@ impl Peer {
 
     fn schedule_snapshot_apply(&mut self, key: SnapKey, ctx: &mut dyn Context) {
         self.apply_scheduled = true;
-        let task = Task::ApplySnapshot { key, region: self.region().clone() };
+        let task =
+            Task::ApplySnapshot { peer_id: self.meta.id, key, region: self.region().clone() };
         log::info!("{} schedules {task:?}", self.tag);
         ctx.schedule(task);
     }

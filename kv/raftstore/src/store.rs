@@ -267,12 +267,18 @@ impl Store {
             log::debug!("store {}: no peer for {result:?}", self.store_id);
             return Ok(());
         };
+        if peer.meta.id != result.peer_id() {
+            // The peer that asked was destroyed, and the region has
+            // another peer here now: the result is not its.
+            log::info!("{} drops {result:?}, which was for peer {}", peer.tag, result.peer_id());
+            return Ok(());
+        }
         match result {
             TaskResult::SnapshotGenerated { result, .. } => {
                 peer.on_snapshot_generated(result);
                 self.on_peer_ready(region_id, ctx)
             }
-            TaskResult::SnapshotApplied { key, result } => {
+            TaskResult::SnapshotApplied { key, result, .. } => {
                 peer.on_snapshot_applied(key, result)?;
                 self.on_peer_ready(region_id, ctx)
             }

@@ -33,6 +33,9 @@ pub enum Task {
     /// Build the snapshot `key` of `region` from `engine_snap`, a view of
     /// the kv engine taken when the region's applied index was `key.index`.
     GenSnapshot {
+        /// The peer that asked for it (its result is dropped if the store
+        /// has another peer of the region by then).
+        peer_id: u64,
         /// The snapshot to build (region, term and index of the last
         /// entry it covers).
         key: SnapKey,
@@ -46,6 +49,8 @@ pub enum Task {
     /// Write the received snapshot `key` into the kv engine over `region`'s
     /// range, then mark the region `Normal`.
     ApplySnapshot {
+        /// The peer that asked for it.
+        peer_id: u64,
         /// The received snapshot.
         key: SnapKey,
         /// The region the snapshot carries.
@@ -55,6 +60,8 @@ pub enum Task {
     /// after making the kv engine durable (the truncated state that says
     /// they are not needed lives there, in unsynced batches).
     RaftLogGc {
+        /// The peer that asked for it.
+        peer_id: u64,
         /// The region.
         region_id: u64,
         /// One past the last entry to delete.
@@ -83,7 +90,7 @@ impl fmt::Debug for Task {
         match self {
             Task::GenSnapshot { key, .. } => write!(f, "GenSnapshot({key})"),
             Task::ApplySnapshot { key, .. } => write!(f, "ApplySnapshot({key})"),
-            Task::RaftLogGc { region_id, end } => {
+            Task::RaftLogGc { region_id, end, .. } => {
                 write!(f, "RaftLogGc(region {region_id}, below {end})")
             }
         }
@@ -95,6 +102,8 @@ impl fmt::Debug for Task {
 pub enum TaskResult {
     /// A snapshot was built (or could not be: the error says why).
     SnapshotGenerated {
+        /// The peer that asked for it.
+        peer_id: u64,
         /// The region.
         region_id: u64,
         /// The snapshot for the raft node, or what went wrong.
@@ -102,6 +111,8 @@ pub enum TaskResult {
     },
     /// A snapshot's data is in the kv engine (or could not be written).
     SnapshotApplied {
+        /// The peer that asked for it.
+        peer_id: u64,
         /// The snapshot.
         key: SnapKey,
         /// Done, or what went wrong.
@@ -109,6 +120,8 @@ pub enum TaskResult {
     },
     /// Raft log entries were deleted.
     RaftLogGcDone {
+        /// The peer that asked for it.
+        peer_id: u64,
         /// The region.
         region_id: u64,
         /// How many entries were deleted, or what went wrong.
@@ -125,28 +138,37 @@ impl TaskResult {
             TaskResult::SnapshotApplied { key, .. } => key.region_id,
         }
     }
+
+    /// The peer that asked for the task.
+    pub fn peer_id(&self) -> u64 {
+        match self {
+            TaskResult::SnapshotGenerated { peer_id, .. }
+            | TaskResult::SnapshotApplied { peer_id, .. }
+            | TaskResult::RaftLogGcDone { peer_id, .. } => *peer_id,
+        }
+    }
 }
 
 /// Runs `task` on a store's engines and snapshot files.
 pub fn run_task(task: Task, engines: &Engines, snaps: &SnapManager) -> TaskResult {
     match task {
-        Task::GenSnapshot { key, region, conf_state, engine_snap } => {
+        Task::GenSnapshot { peer_id, key, region, conf_state, engine_snap } => {
             let result = gen_snapshot(key, &region, conf_state, engine_snap.as_ref(), snaps);
             if let Err(e) = &result {
                 log::warn!("[region {}] snapshot {key} not built: {e}", region.id);
             }
-            TaskResult::SnapshotGenerated { region_id: region.id, result }
+            TaskResult::SnapshotGenerated { peer_id, region_id: region.id, result }
         }
-        Task::ApplySnapshot { key, region } => {
+        Task::ApplySnapshot { peer_id, key, region } => {
             let result = apply_snapshot(key, &region, engines, snaps);
             if let Err(e) = &result {
                 log::error!("[region {}] snapshot {key} not applied: {e}", region.id);
             }
-            TaskResult::SnapshotApplied { key, result }
+            TaskResult::SnapshotApplied { peer_id, key, result }
         }
-        Task::RaftLogGc { region_id, end } => {
+        Task::RaftLogGc { peer_id, region_id, end } => {
             let result = gc_raft_log(region_id, end, engines);
-            TaskResult::RaftLogGcDone { region_id, result }
+            TaskResult::RaftLogGcDone { peer_id, region_id, result }
         }
     }
 }

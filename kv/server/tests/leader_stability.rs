@@ -14,6 +14,13 @@
 //! is what this test checks. The old transport, waiting up to 1 s between
 //! reconnects, lost the term in every restart.
 //!
+//! An election can also start for a reason this test does not control: on
+//! a loaded two-core machine a store thread stalled on a slow fsync, with
+//! election timeouts of 100–200 ms (seen once in about a dozen runs, a
+//! follower 500 ms after its own restart). So the scenario is tried up to
+//! three times and the test fails only if every attempt loses the term;
+//! the old transport lost it at the first restart of every attempt.
+//!
 //! Every store logs each change of a region's term or leader
 //! (`store S: region R: term T, leader peer P on store S`, or `..., no
 //! leader`); the test reads those lines from the stores' stderr. Which
@@ -352,8 +359,43 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
 
+/// How many times the whole scenario may run before the test fails.
+const ATTEMPTS: usize = 3;
+
 #[test]
 fn a_restarted_follower_does_not_depose_the_leader() {
+    let mut failures = Vec::new();
+    for attempt in 1..=ATTEMPTS {
+        match std::panic::catch_unwind(restart_followers_under_writes) {
+            Ok(()) => {
+                if !failures.is_empty() {
+                    eprintln!(
+                        "attempt {attempt} of {ATTEMPTS} kept the leader; the earlier ones did \
+                         not:\n{}",
+                        failures.join("\n\n")
+                    );
+                }
+                return;
+            }
+            Err(panic) => failures.push(panic_text(panic)),
+        }
+    }
+    panic!(
+        "the leader lost its term in every one of {ATTEMPTS} attempts:\n{}",
+        failures.join("\n\n")
+    );
+}
+
+fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {
+    match panic.downcast::<String>() {
+        Ok(text) => *text,
+        Err(panic) => panic.downcast_ref::<&str>().map_or("(no message)", |t| t).to_string(),
+    }
+}
+
+/// One run of the scenario of the module docs; panics on a change of
+/// leader or term.
+fn restart_followers_under_writes() {
     let started = Instant::now();
     let mut cluster = Cluster::start();
     let (term, leader) = cluster.wait_for_agreement();
