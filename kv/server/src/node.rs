@@ -260,6 +260,16 @@ impl NodeHandle {
         let key = snapshot_key(&msg).ok_or("the first chunk carries no snapshot message")?;
         let meta = snapshot_meta(&msg)?;
         let snaps = self.snaps.clone();
+        if snaps.exists(key, tinykv_raftstore::SnapKind::Received) {
+            // A second copy of a snapshot this store already has (the
+            // leader sent it again before it heard of the first): writing
+            // it again would collide with the worker applying the first.
+            log::info!(
+                "store {}: already has snapshot {key}; a second copy is dropped",
+                self.store_id
+            );
+            return Ok(());
+        }
         let mut receiver = snaps.receive(key, &meta).map_err(|e| e.to_string())?;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
