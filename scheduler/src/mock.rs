@@ -515,6 +515,9 @@ pub struct MockScheduler {
     stale_heartbeats: u64,
     /// Operators seen done (or done when asked for).
     operators_done: u64,
+    /// Whether conf changes nobody asked the scheduler for are accepted
+    /// (check (e) off): a test that proposes changes itself sets it.
+    unscheduled_changes_allowed: bool,
 }
 
 impl MockScheduler {
@@ -747,6 +750,13 @@ impl MockScheduler {
         self.operators_done
     }
 
+    /// Accepts (`true`) conf changes that no operator asked for, as long
+    /// as none is in flight: for tests that propose `ChangePeer` commands
+    /// to a leader themselves. Every other check stays on.
+    pub fn allow_unscheduled_changes(&mut self, allowed: bool) {
+        self.unscheduled_changes_allowed = allowed;
+    }
+
     /// How many region heartbeats were ignored for an older epoch.
     pub fn stale_heartbeats(&self) -> u64 {
         self.stale_heartbeats
@@ -803,7 +813,12 @@ impl MockScheduler {
             if is_stale(epoch(reported), epoch(known)) {
                 return Ok(Verdict::Stale);
             }
-            check_against_known(known, self.in_flight(reported.id), reported)?;
+            let in_flight = self.in_flight(reported.id);
+            match check_against_known(known, in_flight, reported) {
+                Err(BreachKind::UnscheduledConfChange { .. })
+                    if self.unscheduled_changes_allowed && in_flight.is_none() => {}
+                checked => checked?,
+            }
         }
         match self.first_overlap(reported) {
             Some(other) => Err(BreachKind::Overlap { other }),

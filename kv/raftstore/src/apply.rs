@@ -36,7 +36,9 @@ impl Peer {
     /// Applies `entries` (committed, in index order) one by one with
     /// [`apply_entry`](Self::apply_entry), then carries out what their
     /// admin commands changed ([`on_exec_result`](Self::on_exec_result)),
-    /// once every entry's batch is written.
+    /// once every entry's batch is written. A peer stops at the entry that
+    /// removes it (lab 3b): it is destroyed next, and the entries after it
+    /// are no longer its business.
     ///
     /// # Errors
     ///
@@ -48,7 +50,12 @@ impl Peer {
     ) -> Result<()> {
         let mut results = Vec::new();
         for e in entries {
-            results.extend(self.apply_entry(e, ctx)?);
+            let result = self.apply_entry(e, ctx)?;
+            let removes_self = result.as_ref().is_some_and(|r| r.removes(self.meta.id));
+            results.extend(result);
+            if removes_self {
+                break;
+            }
         }
         for result in results {
             self.on_exec_result(result, ctx);
@@ -77,6 +84,9 @@ impl Peer {
                 let removed_self = cc.change_type() == raft::eraftpb::ConfChangeType::RemoveNode
                     && cc.node_id == self.meta.id;
                 self.push_store_effect(StoreEffect::RegionChanged(region));
+                // The scheduler learns the new membership now, not at the
+                // next heartbeat tick.
+                self.report_region(ctx);
                 if removed_self {
                     let (region_id, peer_id) = (self.region_id(), self.meta.id);
                     self.push_store_effect(StoreEffect::Destroy { region_id, peer_id });

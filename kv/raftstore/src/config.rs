@@ -17,6 +17,12 @@ pub struct Config {
     pub raft_log_gc_count_limit: u64,
     /// Ticks between two sweeps of stale snapshot files.
     pub snap_gc_tick_interval: usize,
+    /// Ticks between two region heartbeats of a leader to the scheduler
+    /// (lab 3b; a leader also reports at once when it is elected and when
+    /// its region changes).
+    pub region_heartbeat_tick_interval: usize,
+    /// Ticks between two store heartbeats to the scheduler.
+    pub store_heartbeat_tick_interval: usize,
     /// Seed of the peers' raft randomness (mixed with each peer id).
     pub seed: u64,
 }
@@ -30,6 +36,8 @@ impl Default for Config {
             raft_log_gc_tick_interval: 10,
             raft_log_gc_count_limit: 1000,
             snap_gc_tick_interval: 100,
+            region_heartbeat_tick_interval: 10,
+            store_heartbeat_tick_interval: 100,
             seed: 0,
         }
     }

@@ -8,7 +8,10 @@
 //! - answers to client commands ([`Context::respond`]), matched to the
 //!   command by the [`Token`] the driver gave when it handed the command in;
 //! - background work ([`Context::schedule`]): building and applying
-//!   snapshots, deleting compacted log entries (see [`crate::worker`]).
+//!   snapshots, deleting compacted log entries (see [`crate::worker`]);
+//! - heartbeats to the scheduler ([`Context::report`], see
+//!   [`crate::heartbeat`]), whose answers come back through
+//!   `Store::on_region_heartbeat_response`.
 //!
 //! Two drivers implement it: the simulator (`tinykv-sim`: a simulated
 //! network, virtual time) and the server (real threads and gRPC). Both run
@@ -20,11 +23,17 @@ use tinykv_engine::Snapshot;
 use tinykv_proto::raft_cmdpb::RaftCmdResponse;
 use tinykv_proto::raft_serverpb::RaftMessage;
 
+use crate::heartbeat::SchedulerTask;
 use crate::worker::Task;
 
 /// Identifies a client command, chosen by the driver; the answer comes back
 /// with the same token.
 pub type Token = u64;
+
+/// The token of a command the store proposes itself, for the scheduler (a
+/// conf change or a leader transfer an operator asked for): nobody waits
+/// for its answer, and drivers never hand this token to a client command.
+pub const SCHEDULER_TOKEN: Token = 0;
 
 /// The answer to a client command.
 pub struct CmdResponse {
@@ -59,11 +68,17 @@ pub trait Context {
 
     /// Answers the client command handed in with `token`. Each token is
     /// answered at most once; a command whose peer crashes is never
-    /// answered (the client times out).
+    /// answered (the client times out). An answer for
+    /// [`SCHEDULER_TOKEN`] goes nowhere.
     fn respond(&mut self, token: Token, resp: CmdResponse);
 
     /// Runs `task` in the background; its result comes back through
     /// `Store::on_task_result`. A task of a store that crashes is lost
     /// (the store recovers from its engines on restart).
     fn schedule(&mut self, task: Task);
+
+    /// Sends `task` (a region or store heartbeat) to the scheduler.
+    /// Delivery is not guaranteed: heartbeats repeat, and the scheduler
+    /// repeats its operators until a heartbeat shows them done.
+    fn report(&mut self, task: SchedulerTask);
 }

@@ -12,7 +12,9 @@
 //! | [`ready`] | handling a `Ready`: persist, send, apply, advance | 2b |
 //! | [`apply`] | applying committed entries, answering proposals | 2b |
 //! | [`peer_storage`] | raft's storage over the two engines; applying a snapshot | 2b, 2c |
-//! | [`gc`] | log GC: the `CompactLog` command | 2c |
+//! | [`admin`] | admin commands, one file each: log GC (2c), conf change and leader transfer (3b) | 2c, 3b |
+//! | [`store_meta`], [`effect`], [`lifecycle`] | the store's regions; what a peer asks of the store; creating and destroying peers | given |
+//! | [`heartbeat`] | heartbeats to the scheduler; its operators | given |
 //! | [`snap`], [`worker`] | snapshot files; background tasks | given |
 //! | [`bootstrap`], [`engines`], [`context`], [`config`], [`error`] | given | |
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@ pub mod context;
 pub mod effect;
 pub mod engines;
 pub mod error;
+pub mod heartbeat;
 pub mod lifecycle;
 pub mod peer;
 pub mod peer_storage;
@@ -35,9 +38,10 @@ pub mod store_meta;
 pub mod worker;
 
 pub use crate::config::Config;
-pub use crate::context::{CmdResponse, Context, Token};
+pub use crate::context::{CmdResponse, Context, SCHEDULER_TOKEN, Token};
 pub use crate::engines::Engines;
 pub use crate::error::{Error, Result};
+pub use crate::heartbeat::SchedulerTask;
 pub use crate::peer::{Peer, Proposal};
 pub use crate::peer_storage::PeerStorage;
 pub use crate::snap::{SnapKey, SnapKind, SnapManager};

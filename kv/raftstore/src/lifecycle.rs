@@ -23,6 +23,20 @@
 //! [`Store::check_snapshot`] refuses a snapshot whose range overlaps
 //! another region of the store.
 //!
+//! A removed peer does not always learn of its removal: it may have been
+//! cut off when the removal committed, or crashed. [`Store::check_message`]
+//! finds such stale peers from the messages around them (TinyKV's and
+//! TiKV's rules, since peer ids only grow):
+//!
+//! - a message for a *newer* peer id of the region than the local peer
+//!   means the local one was removed and a new one added here: the local
+//!   peer is destroyed, and the message creates the new one;
+//! - a message for an *older* peer id is for a peer already gone: dropped;
+//! - a message *from* a peer that is not in the local region, with an
+//!   older epoch, comes from a removed peer that keeps campaigning: it is
+//!   answered with a tombstone notice (`is_tombstone`), and a peer that
+//!   gets one with a newer epoch than its own destroys itself.
+//!
 //! A peer removed from its region is destroyed ([`Store::destroy_peer`],
 //! asked for with [`StoreEffect::Destroy`](crate::effect::StoreEffect::Destroy)): its region state becomes
 //! `Tombstone` with the region's last epoch (what makes later, stale
@@ -34,6 +48,7 @@ use tinykv_engine::{Cf, WriteBatch, keys};
 use tinykv_proto::metapb::Region;
 use tinykv_proto::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
 
+use crate::context::Context;
 use crate::engines::{Engines, get_msg, put_msg};
 use crate::error::Result;
 use crate::peer::Peer;
@@ -51,6 +66,70 @@ fn may_create(t: MessageType) -> bool {
 }
 
 impl Store {
+    /// Handles the stale-peer rules of the module docs before `msg` goes
+    /// to its peer; returns whether the message should go on (to
+    /// [`maybe_create_peer`](Self::maybe_create_peer) and the peer).
+    ///
+    /// # Errors
+    ///
+    /// An engine error destroying a stale peer.
+    pub fn check_message(&mut self, msg: &RaftMessage, ctx: &mut dyn Context) -> Result<bool> {
+        let region_id = msg.region_id;
+        let Some(to) = msg.to_peer else { return Ok(false) };
+        let Some(local) = self.peers.get(&region_id) else { return Ok(!msg.is_tombstone) };
+        let local_id = local.meta.id;
+        let local_epoch = local.region().region_epoch.unwrap_or_default();
+        let msg_epoch = msg.region_epoch.unwrap_or_default();
+        if to.id < local_id {
+            log::debug!("{} drops a message for its older peer {}", local.tag, to.id);
+            return Ok(false);
+        }
+        let removed = if msg.is_tombstone {
+            // Only a member with a newer membership says so.
+            to.id == local_id && msg_epoch.conf_ver > local_epoch.conf_ver
+        } else {
+            to.id > local_id
+        };
+        if removed {
+            if local.applying_snapshot {
+                log::info!("{} is stale, but a snapshot is being applied: later", local.tag);
+                return Ok(false);
+            }
+            log::info!(
+                "{} was removed from region {region_id} without learning it ({}): destroys it",
+                local.tag,
+                if msg.is_tombstone { "a member's notice" } else { "a message for a newer peer" }
+            );
+            self.destroy_peer(region_id, local_id)?;
+            return Ok(!msg.is_tombstone);
+        }
+        if msg.is_tombstone {
+            return Ok(false);
+        }
+        let from = msg.from_peer.unwrap_or_default();
+        let is_member = local.region().peers.iter().any(|p| p.id == from.id);
+        let older =
+            msg_epoch.conf_ver < local_epoch.conf_ver || msg_epoch.version < local_epoch.version;
+        if !is_member && older && local.is_initialized() {
+            log::debug!(
+                "{} tells removed peer {} on store {} so",
+                local.tag,
+                from.id,
+                from.store_id
+            );
+            ctx.send(RaftMessage {
+                region_id,
+                from_peer: Some(local.meta),
+                to_peer: Some(from),
+                region_epoch: Some(local_epoch),
+                is_tombstone: true,
+                ..Default::default()
+            });
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     /// Creates an uninitialized peer for `msg`'s region if the rules of
     /// the module docs allow it. Returns whether the store now has a peer
     /// for the region.
@@ -169,7 +248,7 @@ impl Store {
 /// The kv side of a destroyed peer, synced: the `Tombstone` state with the
 /// region's last epoch, no apply state, no data in its range (if it ever
 /// had one); then the raft side: no raft state, no log.
-fn write_tombstone(engines: &Engines, region: &Region, initialized: bool) -> Result<()> {
+pub(crate) fn write_tombstone(engines: &Engines, region: &Region, initialized: bool) -> Result<()> {
     let mut kv_wb = WriteBatch::new();
     if initialized {
         let snap = engines.kv.snapshot();
@@ -223,6 +302,7 @@ mod tests {
         }
         fn respond(&mut self, _: Token, _: CmdResponse) {}
         fn schedule(&mut self, _: Task) {}
+        fn report(&mut self, _: crate::heartbeat::SchedulerTask) {}
     }
 
     /// The engines of store 1 with region 1 over ["", "m") (peers 1, 2, 3

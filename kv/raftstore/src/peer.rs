@@ -85,6 +85,12 @@ pub struct Peer {
     /// last state this peer knows, or, for an uninitialized peer, the
     /// leader that created it).
     pub(crate) peer_cache: BTreeMap<u64, metapb::Peer>,
+    /// Ticks since the last region heartbeat (see [`crate::heartbeat`]).
+    pub(crate) heartbeat_ticks: usize,
+    pub(crate) heartbeat_tick_interval: usize,
+    /// Whether this peer was the leader after the last `Ready`: a peer
+    /// that has just become leader reports its region at once.
+    pub(crate) reported_as_leader: bool,
 }
 
 impl Peer {
@@ -157,6 +163,9 @@ impl Peer {
             log_compacted_to: 0,
             store_effects: Vec::new(),
             peer_cache: BTreeMap::new(),
+            heartbeat_ticks: 0,
+            heartbeat_tick_interval: cfg.region_heartbeat_tick_interval.max(1),
+            reported_as_leader: false,
         })
     }
 
@@ -240,10 +249,12 @@ impl Peer {
     }
 
     /// One tick: a raft tick, a log GC check every
-    /// `raft_log_gc_tick_interval` ticks, and (after a restart in the
-    /// middle of one) the snapshot apply scheduled again.
+    /// `raft_log_gc_tick_interval` ticks, a region heartbeat every
+    /// `region_heartbeat_tick_interval` ticks (a leader's), and (after a
+    /// restart in the middle of one) the snapshot apply scheduled again.
     pub fn tick(&mut self, ctx: &mut dyn Context) {
         self.raft_group.tick();
+        self.on_heartbeat_tick(ctx);
         self.gc_ticks += 1;
         if self.gc_ticks >= self.gc_tick_interval {
             self.gc_ticks = 0;
@@ -277,6 +288,7 @@ impl Peer {
                 self.handle_raft_ready(ctx)?;
             }
         }
+        self.report_if_elected(ctx);
         Ok(())
     }
 

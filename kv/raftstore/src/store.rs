@@ -49,6 +49,8 @@ pub struct Store {
     pub(crate) snaps: Arc<SnapManager>,
     /// Ticks since the last snapshot file sweep.
     snap_gc_ticks: usize,
+    /// Ticks since the last store heartbeat.
+    pub(crate) store_heartbeat_ticks: usize,
     /// Snapshot files found stale by the last sweep: deleted if the next
     /// sweep finds them stale again (a sender may be about to open one).
     stale_snaps: BTreeSet<(SnapKind, SnapKey)>,
@@ -75,6 +77,7 @@ impl Store {
             meta: StoreMeta::default(),
             snaps,
             snap_gc_ticks: 0,
+            store_heartbeat_ticks: 0,
             stale_snaps: BTreeSet::new(),
         };
         let (start, end) = keys::region_state_range();
@@ -91,6 +94,17 @@ impl Store {
             let region = state.region.ok_or_else(|| {
                 Error::Corrupt(format!("region state at {key:02x?} has no region"))
             })?;
+            if !region.peers.iter().any(|p| p.store_id == store.store_id) {
+                // The peer applied its own removal, and the store stopped
+                // before it destroyed the peer: finish that now.
+                log::info!(
+                    "store {}: region {} no longer has a peer here: a tombstone now",
+                    store.store_id,
+                    region.id
+                );
+                crate::lifecycle::write_tombstone(&store.engines, &region, true)?;
+                continue;
+            }
             let peer =
                 Peer::new(store.store_id, &store.cfg, store.engines.clone(), region, applying)?;
             log::info!("store {}: {} started", store.store_id, peer.tag);
@@ -143,7 +157,7 @@ impl Store {
             log::warn!("store {}: drops a message for store {}", self.store_id, to.store_id);
             return Ok(());
         }
-        if !self.maybe_create_peer(&msg)? {
+        if !self.check_message(&msg, ctx)? || !self.maybe_create_peer(&msg)? {
             log::debug!("store {}: no peer of region {}", self.store_id, msg.region_id);
             return Ok(());
         }
@@ -234,7 +248,7 @@ impl Store {
         self.on_peer_ready(region_id, ctx)
     }
 
-    /// One raft tick for every peer.
+    /// One raft tick for every peer, and one for the store's heartbeat.
     ///
     /// # Errors
     ///
@@ -247,6 +261,7 @@ impl Store {
             }
             self.on_peer_ready(region_id, ctx)?;
         }
+        self.on_store_heartbeat_tick(ctx);
         self.snap_gc_ticks += 1;
         if self.snap_gc_ticks >= self.cfg.snap_gc_tick_interval {
             self.snap_gc_ticks = 0;
@@ -293,12 +308,24 @@ impl Store {
 
     /// Lets the peer of `region_id` handle its `Ready`, then carries out
     /// what it asked of the store ([`StoreEffect`]s).
-    fn on_peer_ready(&mut self, region_id: u64, ctx: &mut dyn Context) -> Result<()> {
+    pub(crate) fn on_peer_ready(&mut self, region_id: u64, ctx: &mut dyn Context) -> Result<()> {
         let Some(peer) = self.peers.get_mut(&region_id) else { return Ok(()) };
         let result = peer.on_ready(ctx);
-        for effect in peer.take_store_effects() {
+        let effects = peer.take_store_effects();
+        if effects.is_empty() {
+            return result;
+        }
+        for effect in effects {
             self.apply_effect(effect)?;
         }
+        // (Several changes may apply in one Ready: only the last region
+        // is the peer's now.)
+        debug_assert_eq!(
+            self.meta.region(region_id),
+            self.peers.get(&region_id).map(|p| p.region()),
+            "store {}: the meta's region {region_id} is not its peer's",
+            self.store_id
+        );
         result
     }
 
@@ -311,18 +338,15 @@ impl Store {
     fn apply_effect(&mut self, effect: StoreEffect) -> Result<()> {
         match effect {
             StoreEffect::RegionChanged(region) => {
-                let id = region.id;
-                if self.meta.region(id).is_some() {
+                if !self.peers.contains_key(&region.id) {
+                    // Destroyed by an earlier effect of the same Ready.
+                    return Ok(());
+                }
+                if self.meta.region(region.id).is_some() {
                     self.meta.update(region);
                 } else {
                     self.meta.insert(region);
                 }
-                debug_assert_eq!(
-                    self.meta.region(id),
-                    self.peers.get(&id).map(|p| p.region()),
-                    "store {}: the meta's region {id} is not its peer's",
-                    self.store_id
-                );
                 Ok(())
             }
             StoreEffect::Destroy { region_id, peer_id } => {

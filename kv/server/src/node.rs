@@ -49,8 +49,8 @@ use tinykv_raftstore::bootstrap::{
     bootstrap_region, bootstrap_store, first_region, load_store_ident,
 };
 use tinykv_raftstore::{
-    CmdResponse, Context, Engines, Peer, SnapKey, SnapManager, Store, Task, TaskResult, Token,
-    run_task,
+    CmdResponse, Context, Engines, Peer, SchedulerTask, SnapKey, SnapManager, Store, Task,
+    TaskResult, Token, run_task,
 };
 use tokio::sync::mpsc as tmpsc;
 use tokio::sync::watch;
@@ -426,6 +426,12 @@ impl Context for ThreadContext<'_> {
 
     fn schedule(&mut self, task: Task) {
         self.workers.schedule(task);
+    }
+
+    /// There is no scheduler process yet (lab 3c): heartbeats go nowhere,
+    /// and the cluster's membership is the one it was started with.
+    fn report(&mut self, task: SchedulerTask) {
+        log::trace!("no scheduler to report to: {task:?}");
     }
 }
 

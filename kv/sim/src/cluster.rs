@@ -34,21 +34,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use prost::Message as _;
 use raft::eraftpb::MessageType;
 use tinykv_engine::{Cf, Engine, FjallConfig, FjallEngine, MemoryDisk, WriteBatch};
+use tinykv_proto::metapb::{self, Peer};
 use tinykv_proto::raft_cmdpb::{
     CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request,
     SnapRequest,
 };
 use tinykv_proto::raft_serverpb::{PeerState, RaftMessage, RaftSnapshotData, RegionLocalState};
+use tinykv_proto::schedulerpb::RegionHeartbeatResponse;
 use tinykv_raftstore::bootstrap::{bootstrap_region, bootstrap_store, first_region};
 use tinykv_raftstore::error::response_error;
 use tinykv_raftstore::{
-    CmdResponse, Context, Engines, SnapKey, SnapManager, Store, Task, Token, run_task,
+    CmdResponse, Context, Engines, SCHEDULER_TOKEN, SchedulerTask, SnapKey, SnapManager, Store,
+    Task, Token, run_task,
 };
+use tinykv_scheduler::{MockScheduler, ScheduleError, Scheduled as Operated};
 
 use crate::capture;
 use crate::history::{FaultRecord, History, OpKind, OpRecord, OpResult};
-use crate::network::{NetConfig, Network};
-use crate::scheduler::MockScheduler;
+use crate::network::{NetConfig, Network, SCHEDULER_NODE};
 
 /// The region a new cluster starts with.
 pub const FIRST_REGION: u64 = 1;
@@ -146,6 +149,10 @@ enum Event {
     /// A raft message carrying a snapshot reaches a store, with the bytes
     /// of the snapshot's files.
     DeliverSnapshot { to: u64, msg: Box<RaftMessage>, data: Vec<u8> },
+    /// A store's heartbeat reaches the scheduler.
+    ToScheduler { from: u64, task: Box<SchedulerTask> },
+    /// The scheduler's answer (an operator) reaches a store.
+    FromScheduler { to: u64, resp: Box<RegionHeartbeatResponse> },
 }
 
 struct Scheduled {
@@ -203,8 +210,8 @@ struct Pending {
 
 #[derive(Debug, Default)]
 struct Client {
-    /// The store it believes leads the region.
-    leader: Option<u64>,
+    /// The store it believes leads each region, by region id.
+    leaders: BTreeMap<u64, u64>,
     op: Option<Pending>,
     /// The history record of its last finished operation.
     last_done: Option<usize>,
@@ -216,6 +223,7 @@ struct Effects {
     sent: Vec<RaftMessage>,
     answers: Vec<(Token, CmdResponse)>,
     tasks: Vec<Task>,
+    reports: Vec<SchedulerTask>,
 }
 
 impl Context for Effects {
@@ -224,11 +232,17 @@ impl Context for Effects {
     }
 
     fn respond(&mut self, token: Token, resp: CmdResponse) {
-        self.answers.push((token, resp));
+        if token != SCHEDULER_TOKEN {
+            self.answers.push((token, resp));
+        }
     }
 
     fn schedule(&mut self, task: Task) {
         self.tasks.push(task);
+    }
+
+    fn report(&mut self, task: SchedulerTask) {
+        self.reports.push(task);
     }
 }
 
@@ -339,7 +353,10 @@ pub struct Cluster {
     stores: BTreeMap<u64, SimStore>,
     /// The network between stores (change its cuts and rates at will).
     pub net: Network,
-    /// What the cluster knows about its regions.
+    /// The mock scheduler: what the cluster knows about its regions (from
+    /// the stores' heartbeats, over the simulated network), and the
+    /// operators the test asked for. It checks every heartbeat; a breach
+    /// of its invariants fails the run (see [`tinykv_scheduler::Breach`]).
     pub scheduler: MockScheduler,
     next_token: Token,
     /// The client and store of each attempt in flight.
@@ -378,7 +395,7 @@ impl Cluster {
         let peers: Vec<(u64, u64)> = (1..=cfg.stores).map(|id| (id, id)).collect();
         let region = first_region(FIRST_REGION, &peers);
         let mut c = Cluster {
-            scheduler: MockScheduler::new([region.clone()]),
+            scheduler: MockScheduler::new(),
             rng: Rng::new(cfg.seed, 0x5151),
             now: 0,
             queue: BinaryHeap::new(),
@@ -397,6 +414,14 @@ impl Cluster {
             events: 0,
             cfg,
         };
+        for id in 1..=c.cfg.stores {
+            c.scheduler.put_store(metapb::Store {
+                id,
+                address: format!("store{id}"),
+                ..Default::default()
+            });
+        }
+        c.scheduler.bootstrap(region.clone()).expect("the mock scheduler takes the first region");
         for id in 1..=c.cfg.stores {
             let (kv_disk, raft_disk) = (MemoryDisk::new(), MemoryDisk::new());
             let dir = c.dir.path();
@@ -481,6 +506,8 @@ impl Cluster {
             Event::Timeout { client, token } => self.on_timeout(client, token),
             Event::Task { store, incarnation, task } => self.on_task(store, incarnation, *task),
             Event::DeliverSnapshot { to, msg, data } => self.on_deliver_snapshot(to, *msg, data),
+            Event::ToScheduler { from, task } => self.on_to_scheduler(from, *task),
+            Event::FromScheduler { to, resp } => self.on_from_scheduler(to, *resp),
         }
         true
     }
@@ -732,6 +759,7 @@ impl Cluster {
             // or left to its workers is not.
             fx.answers.clear();
             fx.tasks.clear();
+            fx.reports.clear();
             self.power_loss(id, "in the middle of a write");
         }
         for msg in fx.sent {
@@ -741,6 +769,12 @@ impl Cluster {
             let delay = self.net.latency(&mut self.rng);
             let read = self.read_now(token, &resp);
             self.schedule(delay, Event::Answer { token, resp: Box::new(resp), read });
+        }
+        for task in fx.reports {
+            for delay in self.net.route(id, SCHEDULER_NODE, &mut self.rng) {
+                let task = Box::new(task.clone());
+                self.schedule(delay, Event::ToScheduler { from: id, task });
+            }
         }
         let incarnation = self.stores[&id].incarnation;
         for task in fx.tasks {
@@ -906,6 +940,239 @@ impl Cluster {
         self.with_store(id, |s, fx| s.on_command(req, token, fx));
     }
 
+    /// A store's heartbeat reaches the scheduler; an operator in its answer
+    /// goes back over the network.
+    ///
+    /// # Panics
+    ///
+    /// When the heartbeat breaches the mock scheduler's invariants (no
+    /// correct store sends it), naming the breach and the seed.
+    fn on_to_scheduler(&mut self, from: u64, task: SchedulerTask) {
+        match task {
+            SchedulerTask::RegionHeartbeat(req) => {
+                let epoch = req.region.as_ref().and_then(|r| r.region_epoch).unwrap_or_default();
+                let region_id = req.region.as_ref().map_or(0, |r| r.id);
+                self.mix(&[self.now, 8, from, region_id, epoch.conf_ver, epoch.version]);
+                match self.scheduler.on_region_heartbeat(req) {
+                    Ok(Some(resp)) => {
+                        for delay in self.net.route(SCHEDULER_NODE, from, &mut self.rng) {
+                            let resp = Box::new(resp.clone());
+                            self.schedule(delay, Event::FromScheduler { to: from, resp });
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(breach) => panic!(
+                        "the mock scheduler caught a region heartbeat from store {from} that no \
+                         correct store sends:\n{breach}\n(seed {}, at {}us)",
+                        self.cfg.seed, self.now
+                    ),
+                }
+            }
+            SchedulerTask::StoreHeartbeat(req) => {
+                self.mix(&[self.now, 9, from]);
+                if let Err(e) = self.scheduler.on_store_heartbeat(req) {
+                    panic!(
+                        "the mock scheduler refused store {from}'s heartbeat: {e} (seed {})",
+                        self.cfg.seed
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_from_scheduler(&mut self, to: u64, resp: RegionHeartbeatResponse) {
+        self.mix(&[self.now, 10, to, resp.region_id]);
+        self.with_store(to, |s, fx| s.on_region_heartbeat_response(resp, fx));
+    }
+
+    /// Hands `msg` to store `to` after one network latency (cuts and
+    /// drops do not apply), as if a delayed copy of an old message arrived
+    /// now: for tests of stale messages.
+    pub fn deliver_raw(&mut self, to: u64, msg: RaftMessage) {
+        self.fault(format!("an injected raft message reaches store {to}"));
+        let delay = self.net.latency(&mut self.rng);
+        self.schedule(delay, Event::Deliver { to, msg: Box::new(msg) });
+    }
+
+    // ----- operators (the scheduler's, asked for by a test) ------------------------
+
+    /// Asks the scheduler for a new peer of `region_id` on `store_id`; the
+    /// report's timeline shows it. Returns the new peer (`None`: the
+    /// store has one already, nothing to do).
+    ///
+    /// # Errors
+    ///
+    /// The scheduler's refusal (a conf change in flight, an unknown
+    /// store, ...).
+    pub fn ask_add_peer(
+        &mut self,
+        region_id: u64,
+        store_id: u64,
+    ) -> Result<Option<Peer>, ScheduleError> {
+        let scheduled = self.scheduler.add_peer(region_id, store_id)?;
+        let peer = match scheduled {
+            Operated::Pending(op) => Some(op.peer()),
+            Operated::AlreadyDone => None,
+        };
+        if let Some(p) = peer {
+            self.fault(format!(
+                "conf change: add peer {} on store {store_id} (region {region_id})",
+                p.id
+            ));
+        }
+        Ok(peer)
+    }
+
+    /// Asks the scheduler to remove the peer of `region_id` on `store_id`;
+    /// false if there is none (nothing to do).
+    ///
+    /// # Errors
+    ///
+    /// The scheduler's refusal (a conf change in flight, the last peer).
+    pub fn ask_remove_peer(
+        &mut self,
+        region_id: u64,
+        store_id: u64,
+    ) -> Result<bool, ScheduleError> {
+        let pending =
+            matches!(self.scheduler.remove_peer(region_id, store_id)?, Operated::Pending(_));
+        if pending {
+            self.fault(format!(
+                "conf change: remove the peer on store {store_id} (region {region_id})"
+            ));
+        }
+        Ok(pending)
+    }
+
+    /// Asks the scheduler to move the leadership of `region_id` to its
+    /// peer on `store_id`.
+    ///
+    /// # Errors
+    ///
+    /// The scheduler's refusal (no peer there, a conf change in flight).
+    pub fn ask_transfer_leader(
+        &mut self,
+        region_id: u64,
+        store_id: u64,
+    ) -> Result<(), ScheduleError> {
+        self.scheduler.transfer_leader(region_id, store_id)?;
+        self.fault(format!("transfer leader of region {region_id} to store {store_id}"));
+        Ok(())
+    }
+
+    /// Runs the simulation until `done` holds, or panics after
+    /// `deadline_us` of virtual time saying `what` did not happen.
+    fn run_until_true(
+        &mut self,
+        what: &str,
+        deadline_us: u64,
+        mut done: impl FnMut(&mut Cluster) -> bool,
+    ) {
+        let until = self.now + deadline_us;
+        while !done(self) {
+            if self.now > until || !self.step() {
+                panic!(
+                    "{what} did not happen within {}ms of virtual time (seed {}, at {}ms)",
+                    deadline_us / MS,
+                    self.cfg.seed,
+                    self.now / MS
+                );
+            }
+        }
+    }
+
+    /// Retries `ask` while a conf change of the region is in flight, then
+    /// returns what it gave.
+    fn ask_when_free<T>(
+        &mut self,
+        what: &str,
+        mut ask: impl FnMut(&mut Cluster) -> Result<T, ScheduleError>,
+    ) -> T {
+        let until = self.now + 20 * SEC;
+        loop {
+            match ask(self) {
+                Ok(v) => return v,
+                Err(ScheduleError::ChangeInFlight { .. }) if self.now < until => {
+                    self.run_for(10 * MS)
+                }
+                Err(e) => panic!("{what}: the scheduler refused: {e} (seed {})", self.cfg.seed),
+            }
+        }
+    }
+
+    /// Adds a peer of `region_id` on `store_id` through the scheduler and
+    /// waits (up to 20 s of virtual time) until the scheduler sees it in
+    /// the region; returns it. (It may still be catching up: see
+    /// [`must_have_peer`](Self::must_have_peer).)
+    pub fn must_add_peer(&mut self, region_id: u64, store_id: u64) -> Peer {
+        let what = format!("adding a peer of region {region_id} on store {store_id}");
+        let peer = self.ask_when_free(&what, |c| c.ask_add_peer(region_id, store_id));
+        let peer = peer.unwrap_or_else(|| {
+            panic!("{what}: store {store_id} has one already (seed {})", self.cfg.seed)
+        });
+        self.run_until_true(&what, 20 * SEC, |c| {
+            c.scheduler.operator(region_id).is_none()
+                && c.scheduler_peer(region_id, store_id) == Some(peer)
+        });
+        peer
+    }
+
+    /// Removes the peer of `region_id` on `store_id` through the scheduler
+    /// and waits until the scheduler sees it gone.
+    pub fn must_remove_peer(&mut self, region_id: u64, store_id: u64) {
+        let what = format!("removing the peer of region {region_id} on store {store_id}");
+        self.ask_when_free(&what, |c| c.ask_remove_peer(region_id, store_id));
+        self.run_until_true(&what, 20 * SEC, |c| {
+            c.scheduler.operator(region_id).is_none()
+                && c.scheduler_peer(region_id, store_id).is_none()
+        });
+    }
+
+    /// Moves the leadership of `region_id` to its peer on `store_id`
+    /// through the scheduler, and waits until that store's peer leads (as
+    /// the stores say, not the heartbeats), asking again if the operator
+    /// was dropped before it worked.
+    pub fn must_transfer_leader(&mut self, region_id: u64, store_id: u64) {
+        let what = format!("moving the leadership of region {region_id} to store {store_id}");
+        self.ask_when_free(&what, |c| c.ask_transfer_leader(region_id, store_id));
+        self.run_until_true(&what, 20 * SEC, |c| {
+            if c.leader_of(region_id) == Some(store_id) {
+                return true;
+            }
+            if c.scheduler.operator(region_id).is_none() {
+                // Seen done from a stale heartbeat, or replaced: ask again.
+                let _ = c.scheduler.transfer_leader(region_id, store_id);
+            }
+            false
+        });
+    }
+
+    /// Waits until store `store_id` holds peer `peer_id` of `region_id`,
+    /// initialized (it has the region's data).
+    pub fn must_have_peer(&mut self, region_id: u64, store_id: u64, peer_id: u64) {
+        let what = format!("store {store_id} holding peer {peer_id} of region {region_id}");
+        self.run_until_true(&what, 20 * SEC, |c| {
+            c.store(store_id)
+                .and_then(|s| s.peer(region_id))
+                .is_some_and(|p| p.meta.id == peer_id && p.is_initialized() && !p.applying_snapshot)
+        });
+    }
+
+    /// Waits until store `store_id` holds no peer of `region_id` (a removed
+    /// peer is destroyed).
+    pub fn must_none_peer(&mut self, region_id: u64, store_id: u64) {
+        let what = format!("store {store_id} destroying its peer of region {region_id}");
+        self.run_until_true(&what, 20 * SEC, |c| {
+            c.store(store_id).is_some_and(|s| s.peer(region_id).is_none())
+        });
+    }
+
+    /// The peer of `region_id` on `store_id`, as the scheduler knows the
+    /// region.
+    pub fn scheduler_peer(&self, region_id: u64, store_id: u64) -> Option<Peer> {
+        self.scheduler.region(region_id)?.peers.iter().find(|p| p.store_id == store_id).copied()
+    }
+
     // ----- clients -----------------------------------------------------------------
 
     /// Starts operation `kind` for `client` (which must be idle); it runs
@@ -956,18 +1223,27 @@ impl Cluster {
         }
     }
 
-    /// The store a client tries next: the leader it believes in, else one
-    /// at random.
-    fn pick_store(&mut self, client: u64) -> u64 {
-        if let Some(l) = self.clients[&client].leader {
+    /// The store a client tries next for `region`: the leader it believes
+    /// in, else one of the region's stores (as the scheduler knows them) at
+    /// random.
+    fn pick_store(&mut self, client: u64, region: Option<&metapb::Region>) -> u64 {
+        let region_id = region.map_or(0, |r| r.id);
+        if let Some(&l) = self.clients[&client].leaders.get(&region_id) {
             return l;
         }
-        let ids = self.store_ids();
+        let mut ids: Vec<u64> =
+            region.map(|r| r.peers.iter().map(|p| p.store_id).collect()).unwrap_or_default();
+        if ids.is_empty() {
+            ids = self.store_ids();
+        }
         ids[self.rng.range(0, ids.len())]
     }
 
     fn attempt(&mut self, client: u64) {
-        let store = self.pick_store(client);
+        let record = self.clients[&client].op.as_ref().unwrap().record;
+        let kind = self.history.ops[record].kind.clone();
+        let region = self.scheduler.region_by_key(op_key(&kind)).cloned();
+        let store = self.pick_store(client, region.as_ref());
         let token = self.next_token;
         self.next_token += 1;
         self.tokens.insert(token, (client, store));
@@ -975,7 +1251,6 @@ impl Cluster {
         let p = c.op.as_mut().unwrap();
         p.token = token;
         p.attempts += 1;
-        let kind = self.history.ops[p.record].kind.clone();
         let req = self.command(store, &kind);
         let delay = self.net.latency(&mut self.rng);
         self.schedule(delay, Event::Command { store, token, req: Box::new(req) });
@@ -1014,10 +1289,7 @@ impl Cluster {
     ///
     /// If no region holds the operation's key.
     pub fn command(&self, store: u64, kind: &OpKind) -> RaftCmdRequest {
-        let key = match kind {
-            OpKind::Put { key, .. } | OpKind::Get { key } | OpKind::Delete { key } => key,
-            OpKind::Scan { start, .. } => start,
-        };
+        let key = op_key(kind);
         let region = self
             .scheduler
             .region_by_key(key)
@@ -1055,6 +1327,12 @@ impl Cluster {
         RaftCmdRequest { header: Some(header), requests: vec![request], admin_request: None }
     }
 
+    /// The region (as the scheduler knows it) of `client`'s operation.
+    fn op_region(&self, client: u64) -> u64 {
+        let Some(p) = self.clients.get(&client).and_then(|c| c.op.as_ref()) else { return 0 };
+        self.scheduler.region_by_key(op_key(&self.history.ops[p.record].kind)).map_or(0, |r| r.id)
+    }
+
     fn current(&self, client: u64, token: Token) -> bool {
         self.clients.get(&client).and_then(|c| c.op.as_ref()).is_some_and(|p| p.token == token)
     }
@@ -1077,7 +1355,7 @@ impl Cluster {
             self.clients.get_mut(&client).unwrap().op.as_mut().unwrap().record = record;
         }
         // The store may be down or cut off: forget it and try another.
-        self.clients.get_mut(&client).unwrap().leader = None;
+        self.clients.get_mut(&client).unwrap().leaders.clear();
         self.attempt(client);
     }
 
@@ -1103,9 +1381,16 @@ impl Cluster {
         }
         self.mix(&[self.now, 5, client, token]);
         if let Some(err) = response_error(&resp.resp) {
-            let hint = err.not_leader.as_ref().and_then(|nl| nl.leader).map(|p| p.store_id);
-            self.clients.get_mut(&client).unwrap().leader = hint;
-            if hint.is_some() {
+            let nl = err.not_leader.as_ref();
+            let hint = nl.and_then(|nl| nl.leader).map(|p| p.store_id);
+            let region = nl.map(|nl| nl.region_id);
+            let leaders = &mut self.clients.get_mut(&client).unwrap().leaders;
+            // Every other error (epoch not match, region not found, a
+            // store without a peer, ...) means the client's view is stale:
+            // forget what it believed.
+            leaders.clear();
+            if let (Some(hint), Some(region)) = (hint, region) {
+                leaders.insert(region, hint);
                 return self.attempt(client);
             }
             // No better idea: wait a little (an election may be on), then
@@ -1114,8 +1399,9 @@ impl Cluster {
             self.schedule(backoff, Event::Timeout { client, token });
             return;
         }
+        let region = self.op_region(client);
         let c = self.clients.get_mut(&client).unwrap();
-        c.leader = Some(store);
+        c.leaders.insert(region, store);
         let p = c.op.take().unwrap();
         c.last_done = Some(p.record);
         let record = &mut self.history.ops[p.record];
@@ -1273,6 +1559,14 @@ fn read_snapshot(snaps: &SnapManager, key: SnapKey) -> Result<Vec<u8>, String> {
         data.extend_from_slice(&chunk);
     }
     Ok(data)
+}
+
+/// The key whose region an operation goes to.
+fn op_key(kind: &OpKind) -> &[u8] {
+    match kind {
+        OpKind::Put { key, .. } | OpKind::Get { key } | OpKind::Delete { key } => key,
+        OpKind::Scan { start, .. } => start,
+    }
 }
 
 /// What a successful answer means for `kind`.

@@ -5,7 +5,6 @@
 //! |---|---|
 //! | [`cluster`] | stores, network, clients and virtual time in one thread |
 //! | [`network`] | latency, drops, duplicates, partitions |
-//! | [`scheduler`] | the mock scheduler: region lookup by key |
 //! | [`history`] | what clients did and saw |
 //! | [`linearizability`] | the linearizability checker |
 //! | [`workload`] | the generic workload (clients × faults × restarts) and its checks |
@@ -19,7 +18,6 @@ pub mod history;
 pub mod linearizability;
 pub mod network;
 pub mod report;
-pub mod scheduler;
 pub mod suite;
 pub mod workload;
 
@@ -28,5 +26,6 @@ pub use crate::cluster::{
     SnapshotStats,
 };
 pub use crate::history::{History, OpKind, OpRecord, OpResult};
+pub use crate::network::SCHEDULER_NODE;
 pub use crate::network::{NetConfig, Network};
-pub use crate::scheduler::MockScheduler;
+pub use tinykv_scheduler::MockScheduler;

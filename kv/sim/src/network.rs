@@ -14,6 +14,12 @@ use std::collections::BTreeSet;
 
 use raft::Rng;
 
+/// The scheduler's node id on the network (stores are `1..`). Partitions
+/// split the stores only: the scheduler stays reachable from every side
+/// (as TinyKV's in-process mock is), but its messages get the latency,
+/// drops and duplicates of any other, and one-way cuts apply to it.
+pub const SCHEDULER_NODE: u64 = 0;
+
 /// Latency and fault rates of the network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConfig {
@@ -88,6 +94,9 @@ impl Network {
     pub fn connected(&self, from: u64, to: u64) -> bool {
         if self.one_way.contains(&(from, to)) {
             return false;
+        }
+        if from == SCHEDULER_NODE || to == SCHEDULER_NODE {
+            return true;
         }
         match &self.partition {
             None => true,

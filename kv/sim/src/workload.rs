@@ -13,8 +13,9 @@
 //! - gets a random key another client appended.
 //!
 //! A run is a number of rounds. During a round the chosen faults play
-//! (random partitions; an unreliable network is set in the cluster's
-//! config). At its end the faults heal, every client finishes the
+//! (random partitions; random crashes; from lab 3b, random membership
+//! changes and leader transfers asked of the scheduler; an unreliable
+//! network is set in the cluster's config). At its end the faults heal, every client finishes the
 //! operation it has in flight, and, for the `crash` workloads, every store
 //! crashes (losing its unsynced writes) and restarts. Then every client
 //! scans its keys and checks them. After the last round, the whole history
@@ -48,6 +49,11 @@ pub struct Workload {
     /// persisting, applying, a snapshot task, log GC), and restart it a
     /// little later.
     pub random_crashes: bool,
+    /// Lab 3b: during rounds, ask the scheduler every few hundred
+    /// milliseconds to remove the peer of a random store (if it has one
+    /// and is not the last), add one (if it has none), or move the
+    /// leadership to a random member.
+    pub conf_changes: bool,
 }
 
 impl Workload {
@@ -62,6 +68,7 @@ impl Workload {
             shared_keys: 3,
             max_log_gap: None,
             random_crashes: false,
+            conf_changes: false,
         }
     }
 }
@@ -79,6 +86,8 @@ pub struct RunStats {
     pub max_log_gap: u64,
     /// Crashes at random writes that happened.
     pub random_crashes: u64,
+    /// Conf changes and leader transfers the scheduler accepted.
+    pub operators: u64,
 }
 
 /// The key of client `client`'s `seq`-th append.
@@ -137,6 +146,7 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
         let mut next_partition = cluster.now() + 100 * MS;
         let mut next_crash = cluster.now() + 150 * MS;
         let mut next_restart_check = cluster.now();
+        let mut next_operator = cluster.now() + 50 * MS;
         // Run the round: clients go on until its end.
         while cluster.now() < end {
             for (i, st) in clients.iter_mut().enumerate() {
@@ -154,6 +164,10 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
             if w.random_crashes && cluster.now() >= next_crash {
                 arm_random_crash(cluster);
                 next_crash = cluster.now() + 200 * MS + cluster.rng().next_u64() % (500 * MS);
+            }
+            if w.conf_changes && cluster.now() >= next_operator {
+                stats.operators += u64::from(random_operator(cluster));
+                next_operator = cluster.now() + 100 * MS + cluster.rng().next_u64() % (300 * MS);
             }
             if w.random_crashes && cluster.now() >= next_restart_check {
                 for id in cluster.store_ids() {
@@ -284,6 +298,27 @@ fn start_next(cluster: &mut Cluster, client: u64, st: &mut ClientState, w: &Work
         }
     };
     cluster.start_op(client, kind);
+}
+
+/// Asks the scheduler for a random operator on the first region: remove
+/// the peer of a random store, add one there, or (one time in three) move
+/// the leadership to a random member. True if the scheduler took it (it
+/// refuses while a conf change is in flight).
+fn random_operator(cluster: &mut Cluster) -> bool {
+    let region = crate::cluster::FIRST_REGION;
+    let ids = cluster.store_ids();
+    let store = ids[cluster.rng().range(0, ids.len())];
+    let transfer = cluster.rng().range(0, 3) == 0;
+    let Some(known) = cluster.scheduler.region(region) else { return false };
+    let is_member = known.peers.iter().any(|p| p.store_id == store);
+    let last = known.peers.len() == 1;
+    match (transfer, is_member) {
+        (true, true) => cluster.ask_transfer_leader(region, store).is_ok(),
+        (true, false) => false,
+        (false, true) if last => false,
+        (false, true) => cluster.ask_remove_peer(region, store).is_ok_and(|pending| pending),
+        (false, false) => cluster.ask_add_peer(region, store).is_ok_and(|p| p.is_some()),
+    }
 }
 
 /// Plans a crash of a random store at one of its next writes.

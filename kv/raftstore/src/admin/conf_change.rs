@@ -40,7 +40,15 @@ impl Peer {
     /// applies. A command raft refuses (an earlier change not applied
     /// yet) is answered at once with the error.
     ///
-    /// Checked by the lab 3b conf-change tests.
+    /// A leader asked to remove *itself* does not propose it: it transfers
+    /// its leadership to the other peer with the longest log
+    /// (`RawNode::transfer_leader`) and answers with an error; the
+    /// scheduler sends the operator again to the new leader. Proposing it
+    /// would destroy the leader as soon as it applies the removal, and in
+    /// a two-peer region the other peer might never learn that the removal
+    /// committed: it would wait for a second vote forever.
+    ///
+    /// Checked by the lab 3b conf-change tests (`remove_the_leader_*`).
     pub fn propose_change_peer(
         &mut self,
         req: RaftCmdRequest,
@@ -56,6 +64,9 @@ impl Peer {
             let e = Error::Invalid("a ChangePeer without its peer".into());
             return self.respond_error(token, e, ctx);
         };
+        if change_type == ConfChangeType::RemoveNode as i32 && peer.id == self.meta.id {
+            return self.step_down_before_removal(token, ctx);
+        }
         let cc = ConfChange { change_type, node_id: peer.id, context: req.encode_to_vec() };
         let index = self.raft_group.raft.raft_log.last_index() + 1;
         let term = self.term();
@@ -72,6 +83,32 @@ impl Peer {
         // todo!("lab 3b: Peer::propose_change_peer (kv/raftstore/src/admin/conf_change.rs)")
         // SOLUTION END
     }
+
+    // SOLUTION BEGIN lab 3b
+    /// Hands the leadership to the other member with the longest log, and
+    /// refuses the removal of this leader for now.
+    fn step_down_before_removal(&mut self, token: Token, ctx: &mut dyn Context) {
+        let me = self.meta.id;
+        let progress = &self.raft_group.raft.prs;
+        let target = self
+            .region()
+            .peers
+            .iter()
+            .filter(|p| p.id != me)
+            .filter_map(|p| progress.get(&p.id).map(|pr| (pr.matched, p.id)))
+            .max();
+        if let Some((_, target)) = target {
+            log::info!("{} is asked to remove itself: transfers leadership to {target}", self.tag);
+            self.raft_group.transfer_leader(target);
+        }
+        let e = Error::Invalid(format!(
+            "peer {me} leads region {}: it hands the leadership over before it is removed; \
+             ask the new leader",
+            self.region_id()
+        ));
+        self.respond_error(token, e, ctx);
+    }
+    // SOLUTION END
 
     /// **Lab 3b.** Applies a committed `EntryConfChange` entry to the
     /// region (not yet to raft: that happens once the batch is written,

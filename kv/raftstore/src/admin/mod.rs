@@ -62,3 +62,11 @@ pub enum ExecResult {
         region: Region,
     },
 }
+
+impl ExecResult {
+    /// Whether this is the removal of peer `peer_id`.
+    pub fn removes(&self, peer_id: u64) -> bool {
+        matches!(self, ExecResult::ChangePeer { cc, .. }
+            if cc.change_type() == raft::eraftpb::ConfChangeType::RemoveNode && cc.node_id == peer_id)
+    }
+}

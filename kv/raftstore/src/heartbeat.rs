@@ -1,0 +1,194 @@
+//! Heartbeats to the scheduler, and the operators it answers with (given
+//! code, lab 3b).
+//!
+//! The scheduler knows the cluster only from what the stores tell it:
+//!
+//! - every leader peer sends a **region heartbeat** (its region as it has
+//!   applied it, itself as the leader, the followers that lag behind its
+//!   log, the region's approximate size) every
+//!   `region_heartbeat_tick_interval` ticks, at once when it becomes
+//!   leader, and at once when a conf change of its region applies;
+//! - every store sends a **store heartbeat** (its id, how many regions
+//!   and snapshots it holds) every `store_heartbeat_tick_interval` ticks.
+//!
+//! Both go out through [`Context::report`]; the driver carries them to
+//! the scheduler (the simulator over its simulated network, so they can
+//! be delayed or lost). The scheduler may answer a region heartbeat with
+//! an **operator**: add a peer, remove a peer, transfer the leadership.
+//! [`Store::on_region_heartbeat_response`] turns it into the admin
+//! command a client would send, with the epoch *the scheduler* knew, and
+//! hands it to the peer's proposer like any command (lab 3b's
+//! `propose_change_peer` and `propose_transfer_leader`). The scheduler
+//! repeats an operator with every heartbeat until a heartbeat shows it
+//! done, so the store does not have to remember it: a repeat of a change
+//! that already applied fails the `conf_ver` check, one still in the log
+//! is refused by raft (one conf change at a time).
+
+use tinykv_proto::metapb;
+use tinykv_proto::raft_cmdpb::{
+    AdminCmdType, AdminRequest, ChangePeerRequest, RaftCmdRequest, RaftRequestHeader,
+    TransferLeaderRequest,
+};
+use tinykv_proto::schedulerpb::{
+    RegionHeartbeatRequest, RegionHeartbeatResponse, StoreHeartbeatRequest, StoreStats,
+};
+
+use crate::context::{Context, SCHEDULER_TOKEN};
+use crate::error::Result;
+use crate::peer::Peer;
+use crate::store::Store;
+
+/// What a store tells the scheduler.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SchedulerTask {
+    /// A leader's report of its region.
+    RegionHeartbeat(RegionHeartbeatRequest),
+    /// A store's report of itself.
+    StoreHeartbeat(StoreHeartbeatRequest),
+}
+
+impl Peer {
+    /// The region heartbeat this peer would send now: its region, itself
+    /// as leader, the peers whose log lags behind the truncated index (they
+    /// need a snapshot), and the region's approximate size (not measured
+    /// yet: 0; region split, the next part of lab 3b, measures it).
+    pub fn region_heartbeat(&self) -> RegionHeartbeatRequest {
+        RegionHeartbeatRequest {
+            region: Some(self.region().clone()),
+            leader: Some(self.meta),
+            pending_peers: self.pending_peers(),
+            approximate_size: 0,
+            ..Default::default()
+        }
+    }
+
+    /// The region's peers (other than this one) whose matched index is
+    /// below the truncated index: they cannot catch up from the log. Only
+    /// a leader knows its followers' progress; others report none.
+    pub fn pending_peers(&self) -> Vec<metapb::Peer> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let truncated = self.storage().truncated().index;
+        let progress = &self.raft_group.raft.prs;
+        self.region()
+            .peers
+            .iter()
+            .filter(|p| p.id != self.meta.id)
+            .filter(|p| progress.get(&p.id).is_none_or(|pr| pr.matched < truncated))
+            .copied()
+            .collect()
+    }
+
+    /// Sends a region heartbeat now, if this peer leads its region.
+    pub fn report_region(&mut self, ctx: &mut dyn Context) {
+        self.heartbeat_ticks = 0;
+        if self.is_leader() && self.is_initialized() {
+            ctx.report(SchedulerTask::RegionHeartbeat(self.region_heartbeat()));
+        }
+    }
+
+    /// Counts one tick towards the next region heartbeat.
+    pub(crate) fn on_heartbeat_tick(&mut self, ctx: &mut dyn Context) {
+        self.heartbeat_ticks += 1;
+        if self.heartbeat_ticks >= self.heartbeat_tick_interval {
+            self.report_region(ctx);
+        }
+    }
+
+    /// Reports at once when this peer has just become leader (called after
+    /// every `Ready`).
+    pub(crate) fn report_if_elected(&mut self, ctx: &mut dyn Context) {
+        let leader = self.is_leader();
+        if leader && !self.reported_as_leader {
+            self.report_region(ctx);
+        }
+        self.reported_as_leader = leader;
+    }
+}
+
+impl Store {
+    /// The store heartbeat this store would send now.
+    pub fn store_heartbeat(&self) -> StoreHeartbeatRequest {
+        let applying = self.peers.values().filter(|p| p.applying_snapshot).count();
+        StoreHeartbeatRequest {
+            stats: Some(StoreStats {
+                store_id: self.store_id(),
+                region_count: u32::try_from(self.peers.len()).unwrap_or(u32::MAX),
+                applying_snap_count: u32::try_from(applying).unwrap_or(u32::MAX),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Counts one tick towards the next store heartbeat.
+    pub(crate) fn on_store_heartbeat_tick(&mut self, ctx: &mut dyn Context) {
+        self.store_heartbeat_ticks += 1;
+        if self.store_heartbeat_ticks >= self.cfg.store_heartbeat_tick_interval.max(1) {
+            self.store_heartbeat_ticks = 0;
+            ctx.report(SchedulerTask::StoreHeartbeat(self.store_heartbeat()));
+        }
+    }
+
+    /// The scheduler's answer to a region heartbeat: an operator for the
+    /// region, proposed by its peer here as the admin command a client
+    /// would send (`ChangePeer` or `TransferLeader`), with the epoch in
+    /// the response. Answers nobody ([`SCHEDULER_TOKEN`]); an operator for
+    /// a region this store does not lead is ignored (the scheduler sends
+    /// it again to whoever leads).
+    ///
+    /// # Errors
+    ///
+    /// An engine error while handling the peer's `Ready` (fatal).
+    pub fn on_region_heartbeat_response(
+        &mut self,
+        resp: RegionHeartbeatResponse,
+        ctx: &mut dyn Context,
+    ) -> Result<()> {
+        let region_id = resp.region_id;
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            log::debug!("store {}: an operator for region {region_id}, not here", self.store_id());
+            return Ok(());
+        };
+        if !peer.is_leader() {
+            log::debug!("{} is not the leader: ignores an operator", peer.tag);
+            return Ok(());
+        }
+        let Some(admin) = operator_command(&resp) else { return Ok(()) };
+        log::info!("{} runs the scheduler's operator {:?}", peer.tag, admin.cmd_type());
+        let req = RaftCmdRequest {
+            header: Some(RaftRequestHeader {
+                region_id,
+                peer: Some(peer.meta),
+                region_epoch: resp.region_epoch,
+                term: 0,
+            }),
+            requests: Vec::new(),
+            admin_request: Some(admin),
+        };
+        peer.propose_command(req, SCHEDULER_TOKEN, ctx);
+        self.on_peer_ready(region_id, ctx)
+    }
+}
+
+/// The admin command an operator stands for (`None` for an empty
+/// response).
+fn operator_command(resp: &RegionHeartbeatResponse) -> Option<AdminRequest> {
+    if let Some(change) = &resp.change_peer {
+        return Some(AdminRequest {
+            cmd_type: AdminCmdType::ChangePeer as i32,
+            change_peer: Some(ChangePeerRequest {
+                change_type: change.change_type,
+                peer: change.peer,
+            }),
+            ..Default::default()
+        });
+    }
+    let transfer = resp.transfer_leader.as_ref()?;
+    Some(AdminRequest {
+        cmd_type: AdminCmdType::TransferLeader as i32,
+        transfer_leader: Some(TransferLeaderRequest { peer: transfer.peer }),
+        ..Default::default()
+    })
+}
