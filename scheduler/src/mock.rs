@@ -113,8 +113,9 @@
 //!   next heartbeat, and can make a transfer look done. Tests that need
 //!   the leader for sure ask the store.
 //! - An add is done as soon as the new peer is in the region, even if it
-//!   has not caught up yet (it is in `pending_peers`); TinyKV's mock waits
-//!   for that too.
+//!   has not caught up yet (it is in `pending_peers`), whereas TinyKV's
+//!   mock also waits for it to leave `pending_peers`. Tests that need the
+//!   new peer's data wait for it on its store (`must_have_peer`).
 //! - Regions never split or merge here (lab 3b's split part will extend
 //!   the overlap check; see [`BreachKind::Overlap`]).
 

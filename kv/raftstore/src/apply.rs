@@ -85,8 +85,11 @@ impl Peer {
                     && cc.node_id == self.meta.id;
                 self.push_store_effect(StoreEffect::RegionChanged(region));
                 // The scheduler learns the new membership now, not at the
-                // next heartbeat tick.
-                self.report_region(ctx);
+                // next heartbeat tick (from a leader still in the region:
+                // one that applied its own removal is about to go).
+                if !removed_self {
+                    self.report_region(ctx);
+                }
                 if removed_self {
                     let (region_id, peer_id) = (self.region_id(), self.meta.id);
                     self.push_store_effect(StoreEffect::Destroy { region_id, peer_id });
@@ -130,7 +133,10 @@ impl Peer {
     ///    ([`execute_writes`](Self::execute_writes)) into a batch; an admin
     ///    command (`admin_request` set: `CompactLog`, lab 2c) goes to
     ///    [`execute_admin`](Self::execute_admin) instead, with the same
-    ///    batch, and its [`ExecResult`] is what this returns;
+    ///    batch, and its [`ExecResult`] is what this returns; an
+    ///    `EntryConfChange` entry (lab 3b: none exist before) goes to
+    ///    [`apply_change_peer`](Self::apply_change_peer) with the batch, and
+    ///    its result is returned the same way;
     /// 2. set `apply_state.applied_index` to the entry's index and put the
     ///    apply state into the *same* batch; write it (no sync needed: the
     ///    log can replay it);

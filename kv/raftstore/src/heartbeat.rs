@@ -80,10 +80,13 @@ impl Peer {
             .collect()
     }
 
-    /// Sends a region heartbeat now, if this peer leads its region.
+    /// Sends a region heartbeat now, if this peer leads its region and is
+    /// still one of its members (a leader that applied its own removal is
+    /// about to be destroyed).
     pub fn report_region(&mut self, ctx: &mut dyn Context) {
         self.heartbeat_ticks = 0;
-        if self.is_leader() && self.is_initialized() {
+        let member = self.region().peers.iter().any(|p| p.id == self.meta.id);
+        if self.is_leader() && self.is_initialized() && member {
             ctx.report(SchedulerTask::RegionHeartbeat(self.region_heartbeat()));
         }
     }

@@ -42,7 +42,8 @@ pub struct Store {
     /// [`crate::lifecycle`]).
     pub(crate) peers: BTreeMap<u64, Peer>,
     /// The regions of `peers`, by id and by range. Invariant: holds
-    /// exactly the regions of `peers` (as each peer knows its region), and
+    /// exactly the regions of the initialized peers of `peers` (as each
+    /// peer knows its region; an uninitialized peer has no range yet), and
     /// no two overlap; changed only through the store.
     pub(crate) meta: StoreMeta,
     /// The store's snapshot files.

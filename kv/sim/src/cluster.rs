@@ -1258,6 +1258,26 @@ impl Cluster {
         self.schedule(timeout, Event::Timeout { client, token });
     }
 
+    /// Sends `req` to store `store` once (no retries) without waiting;
+    /// [`answer`](Self::answer) takes its answer once it arrived.
+    pub fn call_async(&mut self, store: u64, req: RaftCmdRequest) -> Token {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.direct.insert(token, None);
+        let delay = self.net.latency(&mut self.rng);
+        self.schedule(delay, Event::Command { store, token, req: Box::new(req) });
+        token
+    }
+
+    /// The answer to [`call_async`](Self::call_async)'s `token`, if it has
+    /// arrived (taken: a second call gives `None`).
+    pub fn answer(&mut self, token: Token) -> Option<CmdResponse> {
+        if self.direct.get(&token).is_some_and(Option::is_some) {
+            return self.direct.remove(&token).flatten();
+        }
+        None
+    }
+
     /// Sends `req` to store `store` once (no retries) and runs the
     /// simulation until its answer arrives or `timeout_us` passes (`None`).
     pub fn call(

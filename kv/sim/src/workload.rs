@@ -200,6 +200,16 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
             let id = i as u64 + 1;
             while !cluster.op_done(id) {
                 check_log_gap(cluster, w, &mut stats)?;
+                // A crash armed during the round may still strike: bring
+                // the store back (a two-peer region needs both).
+                if w.random_crashes {
+                    for store in cluster.store_ids() {
+                        if !cluster.is_up(store) {
+                            stats.random_crashes += 1;
+                            cluster.restart_store(store);
+                        }
+                    }
+                }
                 if cluster.now() > deadline || !cluster.step() {
                     return Err(format!(
                         "client {id}'s last operation of round {} did not finish within 30s \
