@@ -295,8 +295,27 @@ fn remove_the_leader_of_a_two_peer_region_3b() {
             c.must_remove_peer(R, third);
             c.must_none_peer(R, third);
             let l = leader(c)?;
+            let other = c.store_ids().into_iter().find(|&s| s != l && s != third).unwrap();
+            c.ask_remove_peer(R, l).map_err(|e| format!("the scheduler refused: {e}"))?;
+            // The leader hands over before it is removed: by the time its
+            // peer is gone, the other peer leads. (A leader that applied
+            // its own removal would leave the survivor a follower that may
+            // never learn the removal committed.)
+            let until = c.now() + 10 * SEC;
+            while c.store(l).and_then(|s| s.peer(R)).is_some() {
+                if c.now() > until || !c.step() {
+                    return Err(format!("store {l}'s peer of region {R} was never removed"));
+                }
+            }
+            if c.leader_of(R) != Some(other) {
+                return Err(format!(
+                    "store {l}'s peer was removed while store {other} did not lead region {R}: \
+                     a leader asked to remove itself must first hand its leadership over \
+                     (propose_change_peer's doc, lab 3b chapter \"Why a leader does not remove \
+                     itself\")"
+                ));
+            }
             c.must_remove_peer(R, l);
-            c.must_none_peer(R, l);
             let survivor = leader(c)?;
             let region = region_on(c, survivor).ok_or("the survivor has no region")?;
             if region.peers.len() != 1 || survivor == l {
@@ -327,6 +346,11 @@ fn stale_message_does_not_recreate_a_destroyed_peer_3b() {
             let late = old_heartbeat(c, l, old_peer);
             c.must_remove_peer(R, victim);
             c.must_none_peer(R, victim);
+            // The victim's answers go nowhere: nobody else can tell it to
+            // go away, so only its tombstone keeps the peer dead.
+            for s in c.store_ids() {
+                c.net.cut_one_way(victim, s);
+            }
             c.deliver_raw(victim, late);
             c.run_for(500 * MS);
             if c.store(victim).and_then(|s| s.peer(R)).is_some() {
@@ -369,6 +393,11 @@ fn tombstone_survives_a_restart_3b() {
             if c.store(victim).and_then(|s| s.peer(R)).is_some() {
                 return Err(format!("store {victim} restarted its removed peer of region {R}"));
             }
+            // The victim's answers go nowhere: nobody else can tell it to
+            // go away, so only its tombstone keeps the peer dead.
+            for s in c.store_ids() {
+                c.net.cut_one_way(victim, s);
+            }
             c.deliver_raw(victim, late);
             c.run_for(300 * MS);
             if c.store(victim).and_then(|s| s.peer(R)).is_some() {
@@ -377,6 +406,7 @@ fn tombstone_survives_a_restart_3b() {
                 ));
             }
             expect_no_data(c, victim, &["k"])?;
+            c.net.heal();
             c.must_put(b"k2", b"v2");
             let peer = c.must_add_peer(R, victim);
             c.must_have_peer(R, victim, peer.id);
