@@ -155,6 +155,19 @@ fn old_heartbeat(c: &Cluster, leader: u64, to: Peer) -> RaftMessage {
     }
 }
 
+/// Writes `k`, removes a follower's peer (waiting until its store
+/// destroyed it) and returns the follower's store with a heartbeat the
+/// leader could have sent it just before: a stale message to deliver late.
+fn remove_a_follower(c: &mut Cluster) -> Result<(u64, RaftMessage), String> {
+    c.must_put(b"k", b"v");
+    let l = leader(c)?;
+    let victim = c.store_ids().into_iter().find(|&s| s != l).unwrap();
+    let late = old_heartbeat(c, l, Peer { id: victim, store_id: victim });
+    c.must_remove_peer(R, victim);
+    c.must_none_peer(R, victim);
+    Ok((victim, late))
+}
+
 fn put(key: &str, value: &str) -> OpKind {
     OpKind::Put { key: key.into(), value: value.into() }
 }
@@ -339,13 +352,7 @@ fn stale_message_does_not_recreate_a_destroyed_peer_3b() {
         3,
         |cfg| cfg,
         |c| {
-            c.must_put(b"k", b"v");
-            let l = leader(c)?;
-            let victim = c.store_ids().into_iter().find(|&s| s != l).unwrap();
-            let old_peer = Peer { id: victim, store_id: victim };
-            let late = old_heartbeat(c, l, old_peer);
-            c.must_remove_peer(R, victim);
-            c.must_none_peer(R, victim);
+            let (victim, late) = remove_a_follower(c)?;
             // The victim's answers go nowhere: nobody else can tell it to
             // go away, so only its tombstone keeps the peer dead.
             for s in c.store_ids() {
@@ -373,12 +380,7 @@ fn tombstone_survives_a_restart_3b() {
         3,
         |cfg| cfg,
         |c| {
-            c.must_put(b"k", b"v");
-            let l = leader(c)?;
-            let victim = c.store_ids().into_iter().find(|&s| s != l).unwrap();
-            let late = old_heartbeat(c, l, Peer { id: victim, store_id: victim });
-            c.must_remove_peer(R, victim);
-            c.must_none_peer(R, victim);
+            let (victim, late) = remove_a_follower(c)?;
             c.crash_store(victim);
             c.restart_store(victim);
             c.run_for(200 * MS);
