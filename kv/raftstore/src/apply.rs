@@ -70,6 +70,7 @@ impl Peer {
     /// store its region, and a peer that was removed asks the store to
     /// destroy it.
     pub fn on_exec_result(&mut self, result: ExecResult, ctx: &mut dyn Context) {
+        let removed_self = result.removes(self.meta.id);
         match result {
             ExecResult::CompactLog { state } => {
                 let (peer_id, region_id) = (self.meta.id, self.region_id());
@@ -81,18 +82,15 @@ impl Peer {
                 for &p in &region.peers {
                     self.remember_peer(p);
                 }
-                let removed_self = cc.change_type() == raft::eraftpb::ConfChangeType::RemoveNode
-                    && cc.node_id == self.meta.id;
                 self.push_store_effect(StoreEffect::RegionChanged(region));
-                // The scheduler learns the new membership now, not at the
-                // next heartbeat tick (from a leader still in the region:
-                // one that applied its own removal is about to go).
-                if !removed_self {
-                    self.report_region(ctx);
-                }
                 if removed_self {
                     let (region_id, peer_id) = (self.region_id(), self.meta.id);
                     self.push_store_effect(StoreEffect::Destroy { region_id, peer_id });
+                } else {
+                    // The scheduler learns the new membership now, not at
+                    // the next heartbeat tick (a peer that applied its own
+                    // removal is about to go, and reports nothing).
+                    self.report_region(ctx);
                 }
             }
         }
