@@ -7,7 +7,13 @@
 //!   region heartbeats with the operators a test asks for (add a peer,
 //!   remove a peer, transfer the leadership), follows each one until a
 //!   heartbeat shows it done, and checks every heartbeat against the
-//!   invariants a correct raftstore keeps ([`Breach`]).
+//!   invariants a correct raftstore keeps ([`Breach`]). For splits it
+//!   hands out the new region's ids
+//!   ([`ask_split`](MockScheduler::ask_split)) and learns the halves
+//!   from their heartbeats: of two overlapping regions the lower version
+//!   is a stale view, removed or ignored, and
+//!   [`gaps`](MockScheduler::gaps) shows the key space no region covers
+//!   while the halves report.
 //! - [`ranges`]: [`RangeIndex`](ranges::RangeIndex), regions by key range,
 //!   for the mock now and the real scheduler later.
 //!

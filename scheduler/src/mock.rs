@@ -1,14 +1,17 @@
 //! The mock scheduler that lab 3b's simulator runs (given code).
 //!
 //! Lab 3b makes the raftstore change its regions' membership and
-//! leadership when told to. Whoever tells it is a scheduler: stores send
+//! leadership when told to, and (part 2) split a region that grew too
+//! large. Whoever tells it is a scheduler: stores send
 //! it region heartbeats (from each region's leader) and store heartbeats,
 //! and it answers a region heartbeat with an *operator* for that region.
 //! [`MockScheduler`] is that scheduler with no policy of its own: the
 //! test asks for the operators ([`add_peer`](MockScheduler::add_peer),
 //! [`remove_peer`](MockScheduler::remove_peer),
 //! [`transfer_leader`](MockScheduler::transfer_leader)) and the mock
-//! hands them out and follows them through. It is sans-I/O, like the
+//! hands them out and follows them through. A store that splits a region
+//! asks it for the new region's ids
+//! ([`ask_split`](MockScheduler::ask_split)). It is sans-I/O, like the
 //! raftstore: it takes heartbeats and returns responses, and has no
 //! threads, clock, I/O or randomness, so the simulator runs it
 //! deterministically.
@@ -21,8 +24,8 @@
 //! [`region_by_key`](MockScheduler::region_by_key), O(log n)), seeded by
 //! [`bootstrap`](MockScheduler::bootstrap) and kept up to date by region
 //! heartbeats; each region's leader (the peer that sent the newest
-//! accepted heartbeat); an id allocator for new peers whose ids never
-//! repeat ([`alloc_id`](MockScheduler::alloc_id)).
+//! accepted heartbeat); an id allocator for new peers and new regions
+//! whose ids never repeat ([`alloc_id`](MockScheduler::alloc_id)).
 //!
 //! # Heartbeats and operators
 //!
@@ -105,6 +108,85 @@
 //! assert_eq!(scheduler.region(1).unwrap().peers.len(), 2);
 //! ```
 //!
+//! # Splits
+//!
+//! A region `[start, end)` at epoch (conf_ver c, version v) that splits
+//! at key k becomes two: the parent, same id, `[start, k)`, and a new
+//! region `[k, end)` with peers on the parent's stores. The store asks
+//! for the new region's id and peer ids first
+//! ([`ask_split`](MockScheduler::ask_split), counted by
+//! [`splits_asked`](MockScheduler::splits_asked)); nothing else changes
+//! then. Both halves get version v + 1 and keep conf_ver c, and the
+//! scheduler learns of the split only from their heartbeats, which come
+//! from two leaders, in either order, and possibly late.
+//!
+//! Versions only rise, and only by splits (there are no merges here), so
+//! **the owners of one key over time have strictly increasing
+//! versions.** Hence the rule for a report whose range overlaps other
+//! known regions, as PD and TinyKV's scheduler have it:
+//!
+//! - an overlapped region with a *lower* version is a stale view (from
+//!   before a split that it has not reported yet): it is removed
+//!   (counted by [`regions_replaced`](MockScheduler::regions_replaced));
+//! - an overlapped region with a *higher* version makes the report the
+//!   stale view (an old one from a lagging leader): it is ignored like a
+//!   stale heartbeat, and nothing changes;
+//! - the *same* version is a [`Breach`] (check (c)): at one version a key
+//!   has one owner.
+//!
+//! Removing a region can leave a gap in the key space
+//! ([`gaps`](MockScheduler::gaps)): when the new right half reports
+//! first, the parent goes, and its left part is nobody's until the
+//! parent reports its shrunk range. That is expected; once every region
+//! has reported since the last split, the regions tile the key space
+//! again. A removed region is unknown (it takes no new operator) until
+//! it reports again under its id, but it keeps its pending operator,
+//! and its next report is checked against its last known state: a conf
+//! change in flight in the parent's log still applies to the parent
+//! after the split (a split keeps conf_ver, so the checks are as before).
+//!
+//! ```
+//! use tinykv_proto::metapb::{Peer, Region, RegionEpoch};
+//! use tinykv_proto::schedulerpb::{AskSplitRequest, RegionHeartbeatRequest};
+//! use tinykv_scheduler::mock::MockScheduler;
+//!
+//! let region = |id, version, peer: Peer, (start, end): (&str, &str)| Region {
+//!     id,
+//!     start_key: start.as_bytes().to_vec(),
+//!     end_key: end.as_bytes().to_vec(),
+//!     region_epoch: Some(RegionEpoch { conf_ver: 1, version }),
+//!     peers: vec![peer],
+//! };
+//! let heartbeat = |region: Region| RegionHeartbeatRequest {
+//!     leader: Some(region.peers[0]),
+//!     region: Some(region),
+//!     ..Default::default()
+//! };
+//!
+//! let mut scheduler = MockScheduler::new();
+//! let parent_peer = Peer { id: 2, store_id: 1 };
+//! let parent = region(1, 1, parent_peer, ("", ""));
+//! scheduler.bootstrap(parent.clone()).unwrap();
+//!
+//! // The store asks for ids, then splits region 1 at "m" (version 2).
+//! let ids = scheduler.ask_split(AskSplitRequest { region: Some(parent), ..Default::default() });
+//! let ids = ids.unwrap();
+//! let new_peer = Peer { id: ids.new_peer_ids[0], store_id: 1 };
+//! let right = region(ids.new_region_id, 2, new_peer, ("m", ""));
+//! let left = region(1, 2, parent_peer, ("", "m"));
+//!
+//! // The right half reports first: the parent's view is stale and goes,
+//! // and ["", "m") is nobody's until the parent reports.
+//! scheduler.on_region_heartbeat(heartbeat(right)).unwrap();
+//! assert_eq!(scheduler.regions_replaced(), 1);
+//! assert_eq!(scheduler.gaps(), vec![(b"".to_vec(), b"m".to_vec())]);
+//!
+//! scheduler.on_region_heartbeat(heartbeat(left)).unwrap();
+//! assert!(scheduler.gaps().is_empty());
+//! assert_eq!(scheduler.region_by_key(b"a").unwrap().id, 1);
+//! assert_eq!(scheduler.region_by_key(b"z").unwrap().id, ids.new_region_id);
+//! ```
+//!
 //! # Known limits
 //!
 //! - A heartbeat carries no raft term, so a delayed heartbeat from a
@@ -116,8 +198,13 @@
 //!   has not caught up yet (it is in `pending_peers`), whereas TinyKV's
 //!   mock also waits for it to leave `pending_peers`. Tests that need the
 //!   new peer's data wait for it on its store (`must_have_peer`).
-//! - Regions never split or merge here (lab 3b's split part will extend
-//!   the overlap check; see [`BreachKind::Overlap`]).
+//! - Regions never merge here: the overlap rule counts on versions rising
+//!   only by splits, whose halves are contained in the parent. A merge
+//!   (lab 3 does not have one) would need the merged-away region's
+//!   removal reported too.
+//! - A region whose report removed others is not checked to *be* one of
+//!   their split halves (its range inside theirs, its peers on their
+//!   stores): the version rule alone decides, as in PD.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -125,8 +212,8 @@ use std::fmt;
 use tinykv_proto::eraftpb::ConfChangeType;
 use tinykv_proto::metapb::{Peer, Region, RegionEpoch, Store, StoreState};
 use tinykv_proto::schedulerpb::{
-    ChangePeer, RegionHeartbeatRequest, RegionHeartbeatResponse, StoreHeartbeatRequest, StoreStats,
-    TransferLeader,
+    AskSplitRequest, AskSplitResponse, ChangePeer, RegionHeartbeatRequest, RegionHeartbeatResponse,
+    StoreHeartbeatRequest, StoreStats, TransferLeader,
 };
 
 use crate::ranges::{RangeIndex, describe_range};
@@ -311,6 +398,23 @@ pub enum ScheduleError {
     /// A store heartbeat must carry the store's stats.
     #[error("a store heartbeat without stats")]
     MissingStats,
+    /// An `AskSplit` must carry the region to split.
+    #[error("an AskSplit without its region")]
+    MissingRegion,
+    /// A split planned on an older view of the region.
+    #[error(
+        "region {region_id} is at {}, the request at {}: its view is stale",
+        describe_epoch(*known),
+        describe_epoch(*reported)
+    )]
+    StaleEpoch {
+        /// The region.
+        region_id: u64,
+        /// The epoch the request carried.
+        reported: RegionEpoch,
+        /// The epoch the scheduler knows.
+        known: RegionEpoch,
+    },
 }
 
 /// A region heartbeat that no correct raftstore could have sent: the test
@@ -326,7 +430,11 @@ pub enum ScheduleError {
 ///    bumps `conf_ver` by one, in the same apply; a change that would not
 ///    change the peers is refused (its proposal's epoch is stale, or it
 ///    adds a present peer / removes an absent one).
-/// 2. Every change of a region's range (split, merge) bumps `version`.
+/// 2. Every change of a region's range bumps `version`: a split at key k
+///    turns `[start, end)` at version v into the parent `[start, k)` and
+///    a new region `[k, end)`, both at version v + 1 with the parent's
+///    `conf_ver`. Versions rise only so (no merges), so the owners of a
+///    key over time have strictly increasing versions.
 /// 3. The raft log is one sequence, so each epoch names exactly one
 ///    region state, whichever peer reports it and however late.
 /// 4. A leader reports the region as it has applied it, and a peer that
@@ -337,7 +445,10 @@ pub enum ScheduleError {
 ///
 /// Stale reports (an epoch older than the known one in either half) are
 /// filtered out before checks (a)–(c) and (e): a delayed report is a true
-/// report of the past, which the scheduler has already moved beyond.
+/// report of the past, which the scheduler has already moved beyond. So
+/// is a report overlapping a region with a higher version, by (c). "The
+/// known one" is the region known by the report's id, or, for a region
+/// removed for overlap (see the module docs), its last known state.
 ///
 /// - **(a) [`BreachKind::SameEpochDifferentRegion`]:** the same epoch
 ///   (both halves equal) with another range or another peer set. By 3,
@@ -352,11 +463,14 @@ pub enum ScheduleError {
 ///   same peers) cannot be reported: the scheduler has one conf change
 ///   in flight at a time and sees each one done first.
 /// - **(c) [`BreachKind::Overlap`]:** the reported range shares a key
-///   with another known region. Regions never overlap on a store, and a
-///   range only shrinks by a split that bumps `version`; in this lab
-///   regions never split, so any overlap with another region id is a
-///   breach. (With splits, the old parent would first have to be older
-///   than this report and shown to have ended where it starts.)
+///   with another known region *at the same version*. By 2, the owners
+///   of a key over time have strictly increasing versions, so at one
+///   version a key has one owner: two regions sharing a key at one
+///   version mean a split that gave a key to both halves, or two splits
+///   that raced past the epoch check. At different versions, the lower
+///   one is a view from before a split, not a breach: a known region
+///   with a lower version is removed, a report with a lower version is
+///   stale (see the module docs).
 /// - **(d) [`BreachKind::LeaderNotInRegion`]:** the sender is not one of
 ///   the reported region's peers (same id, same store). By 4 a leader is
 ///   a member of the region it reports. Checked on stale reports too:
@@ -405,9 +519,15 @@ pub enum BreachKind {
         /// The change in flight when it was reported.
         in_flight: Option<Operator>,
     },
-    /// (c) The range shares keys with another known region.
+    /// (c) The range shares keys with another known region at the same
+    /// version. A correct store never reports that: versions rise only
+    /// by splits, which give both halves the parent's version + 1, so the
+    /// owners of one key over time have strictly increasing versions and
+    /// at one version a key has one owner. (Overlaps at different
+    /// versions are views from before a split: the lower one is dropped
+    /// or ignored, not a breach.)
     Overlap {
-        /// That region.
+        /// That region, as known.
         other: Box<Region>,
     },
 }
@@ -426,7 +546,9 @@ impl BreachKind {
             BreachKind::UnscheduledConfChange { .. } => {
                 "conf_ver rose by a change other than the one in flight"
             }
-            BreachKind::Overlap { .. } => "the range overlaps another region",
+            BreachKind::Overlap { .. } => {
+                "the range overlaps another region at the same version (a key with two owners)"
+            }
         }
     }
 }
@@ -492,8 +614,10 @@ struct PendingOperator {
     operator: Operator,
     /// For a conf change: the epoch it was first sent with, from then on
     /// until a heartbeat shows it done (it is *in flight*). Invariant:
-    /// its `conf_ver` is the region's known one (the known `conf_ver`
-    /// only rises by this very change, which is then done).
+    /// its `conf_ver` is the region's known one, in `regions` or, while
+    /// the region is removed for overlap, in `replaced` (the known
+    /// `conf_ver` only rises by this very change, which is then done; a
+    /// split keeps `conf_ver`).
     in_flight_since: Option<RegionEpoch>,
 }
 
@@ -505,9 +629,21 @@ pub struct MockScheduler {
     /// Region id → what is known of it.
     regions: BTreeMap<u64, RegionInfo>,
     /// The regions' ranges. Invariant: exactly the ranges of `regions`,
-    /// none overlapping.
+    /// none overlapping (they need not cover every key: see `gaps`).
     ranges: RangeIndex,
-    /// Region id → its pending operator. Invariant: keys are in `regions`.
+    /// Region id → its last known state, for a region removed from
+    /// `regions` because a newer region overlapped it (`forget_replaced`),
+    /// until it reports again under its id. It is unknown meanwhile (no
+    /// range, no new operator), but its next report is checked against
+    /// this state as against a known one, so checks (a), (b) and (e) and
+    /// the done-detection of its operator work across the removal.
+    /// Invariant: no key is in `regions`.
+    replaced: BTreeMap<u64, Region>,
+    /// Region id → its pending operator. Invariant: each key is in
+    /// `regions` or in `replaced`. A region removed for overlap keeps its
+    /// operator, `in_flight_since` included: a conf change in flight in
+    /// the parent's raft log still applies to the parent after the split,
+    /// and its next report must show it.
     operators: BTreeMap<u64, PendingOperator>,
     /// The next id `alloc_id` returns. Invariant: above every id the
     /// scheduler has handed out or seen (stores, regions, peers).
@@ -516,6 +652,10 @@ pub struct MockScheduler {
     stale_heartbeats: u64,
     /// Operators seen done (or done when asked for).
     operators_done: u64,
+    /// `AskSplit`s answered.
+    splits_asked: u64,
+    /// Regions removed because a newer region overlapped them.
+    regions_replaced: u64,
     /// Whether conf changes nobody asked the scheduler for are accepted
     /// (check (e) off): a test that proposes changes itself sets it.
     unscheduled_changes_allowed: bool,
@@ -641,7 +781,7 @@ impl MockScheduler {
     ) -> Result<Option<RegionHeartbeatResponse>, Breach> {
         let RegionHeartbeatRequest { region, leader, pending_peers, approximate_size, .. } =
             request;
-        let known = region.as_ref().and_then(|r| self.regions.get(&r.id)).map(|i| &i.region);
+        let known = region.as_ref().and_then(|r| self.known_by_id(r.id));
         let verdict = self.check_heartbeat(region.as_ref(), leader).map_err(|kind| Breach {
             kind,
             region_id: region.as_ref().map_or(0, |r| r.id),
@@ -658,7 +798,10 @@ impl MockScheduler {
                 log::debug!("region {}: stale heartbeat ignored", region.id);
                 Ok(None)
             }
-            Verdict::Fresh => {
+            Verdict::Fresh { replaces } => {
+                for stale in replaces {
+                    self.forget_replaced(stale, &region);
+                }
                 let region_id = region.id;
                 let info =
                     RegionInfo { region, leader: Some(leader), pending_peers, approximate_size };
@@ -758,7 +901,67 @@ impl MockScheduler {
         self.unscheduled_changes_allowed = allowed;
     }
 
-    /// How many region heartbeats were ignored for an older epoch.
+    /// Answers an `AskSplit` (TinyKV's): a fresh id for the new region
+    /// and one fresh peer id per peer of the request's region, all from
+    /// [`alloc_id`](Self::alloc_id). Nothing else changes: the split
+    /// becomes known through the heartbeats of its two halves.
+    ///
+    /// TinyKV's store asks before it proposes the split, so ids from an
+    /// `AskSplit` whose split never applies (a lost response, a stale
+    /// proposal) are simply never used. See the module docs for an
+    /// example.
+    ///
+    /// # Errors
+    ///
+    /// [`ScheduleError::MissingRegion`] if the request has no region;
+    /// [`ScheduleError::UnknownRegion`] if its id is not known (including
+    /// a region removed for overlap that has not reported again);
+    /// [`ScheduleError::StaleEpoch`] if its epoch is older than the known
+    /// one in either half (the split was planned on a stale view).
+    pub fn ask_split(
+        &mut self,
+        request: AskSplitRequest,
+    ) -> Result<AskSplitResponse, ScheduleError> {
+        let region = request.region.ok_or(ScheduleError::MissingRegion)?;
+        let known =
+            self.region(region.id).ok_or(ScheduleError::UnknownRegion { region_id: region.id })?;
+        if is_stale(epoch(&region), epoch(known)) {
+            return Err(ScheduleError::StaleEpoch {
+                region_id: region.id,
+                reported: epoch(&region),
+                known: epoch(known),
+            });
+        }
+        let new_region_id = self.alloc_id();
+        let new_peer_ids = region.peers.iter().map(|_| self.alloc_id()).collect();
+        self.splits_asked += 1;
+        Ok(AskSplitResponse { new_region_id, new_peer_ids, ..Default::default() })
+    }
+
+    /// How many `AskSplit`s were answered.
+    pub fn splits_asked(&self) -> u64 {
+        self.splits_asked
+    }
+
+    /// How many known regions were removed because the report of a
+    /// region with a higher version (a split half) overlapped them.
+    pub fn regions_replaced(&self) -> u64 {
+        self.regions_replaced
+    }
+
+    /// The parts of the whole key space (`""` to unbounded) that no known
+    /// region covers, in key order, each as `(start_key, end_key)` with an
+    /// empty `end_key` for unbounded. Empty when the regions tile the key
+    /// space, as they do once every region has reported since the last
+    /// split; a gap is normal while the halves of a split have not both
+    /// reported (see the module docs).
+    pub fn gaps(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.ranges.gaps()
+    }
+
+    /// How many region heartbeats were ignored as stale: an epoch older
+    /// than the known one, or a range overlapping a region with a higher
+    /// version.
     pub fn stale_heartbeats(&self) -> u64 {
         self.stale_heartbeats
     }
@@ -795,8 +998,8 @@ impl MockScheduler {
     }
 
     /// Checks a heartbeat (see [`Breach`]): its form, (d), then whether it
-    /// is stale, then (a), (b), (e) against the known region and (c)
-    /// against the others.
+    /// is stale, then (a), (b), (e) against the region known by its id
+    /// and (c) against the others, which can also show it stale.
     fn check_heartbeat(
         &self,
         region: Option<&Region>,
@@ -810,7 +1013,7 @@ impl MockScheduler {
         if !leader.is_some_and(|l| reported.peers.contains(&l)) {
             return Err(BreachKind::LeaderNotInRegion);
         }
-        if let Some(known) = self.region(reported.id) {
+        if let Some(known) = self.known_by_id(reported.id) {
             if is_stale(epoch(reported), epoch(known)) {
                 return Ok(Verdict::Stale);
             }
@@ -821,23 +1024,54 @@ impl MockScheduler {
                 checked => checked?,
             }
         }
-        match self.first_overlap(reported) {
-            Some(other) => Err(BreachKind::Overlap { other }),
-            None => Ok(Verdict::Fresh),
-        }
+        self.check_overlaps(reported)
     }
 
-    /// The first known region other than `region` that shares a key with
-    /// it.
-    fn first_overlap(&self, region: &Region) -> Option<Box<Region>> {
-        let overlap = self.ranges.overlapping(&region.start_key, &region.end_key);
-        let other = overlap.into_iter().find(|&id| id != region.id)?;
-        Some(Box::new(self.regions[&other].region.clone()))
+    /// (c) under splits: the known regions other than `reported` that
+    /// share a key with it, judged by version (see the module docs). The
+    /// owners of a key over time have strictly increasing versions, so
+    /// of two overlapping regions the lower version is the stale view,
+    /// and the same version is a breach. A breach wins over staleness: it
+    /// is one whatever else the report overlaps.
+    fn check_overlaps(&self, reported: &Region) -> Result<Verdict, BreachKind> {
+        let version = epoch(reported).version;
+        let others: Vec<&Region> = self
+            .ranges
+            .overlapping(&reported.start_key, &reported.end_key)
+            .into_iter()
+            .filter(|&id| id != reported.id)
+            .map(|id| &self.regions[&id].region)
+            .collect();
+        if let Some(twin) = others.iter().find(|other| epoch(other).version == version) {
+            return Err(BreachKind::Overlap { other: Box::new((*twin).clone()) });
+        }
+        if let Some(newer) = others.iter().find(|other| epoch(other).version > version) {
+            log::debug!(
+                "region {} {} at version {version} overlaps region {} {} at version {}: the \
+                 report is stale",
+                reported.id,
+                describe_range(&reported.start_key, &reported.end_key),
+                newer.id,
+                describe_range(&newer.start_key, &newer.end_key),
+                epoch(newer).version
+            );
+            return Ok(Verdict::Stale);
+        }
+        Ok(Verdict::Fresh { replaces: others.iter().map(|other| other.id).collect() })
+    }
+
+    /// What is known of region `region_id` by its id: the known region,
+    /// or, while it is removed for overlap, its last state before.
+    fn known_by_id(&self, region_id: u64) -> Option<&Region> {
+        self.region(region_id).or_else(|| self.replaced.get(&region_id))
     }
 
     /// Replaces what is known of a region by a checked, newer report.
     fn record(&mut self, info: RegionInfo) {
         self.saw_ids_of(&info.region);
+        if self.replaced.remove(&info.region.id).is_some() {
+            log::debug!("region {}: known again after its removal for overlap", info.region.id);
+        }
         let new = &info.region;
         if let Some(old) = self.regions.get(&new.id).map(|i| &i.region) {
             if (&old.start_key, &old.end_key) == (&new.start_key, &new.end_key) {
@@ -882,6 +1116,35 @@ impl MockScheduler {
         Some(response)
     }
 
+    /// Removes region `region_id`, overlapped by `by` at a higher version:
+    /// its known state is a view from before a split that it has not
+    /// reported yet. Its last state goes to `replaced` and its pending
+    /// operator stays: the region reports again under its id with its
+    /// shrunk range, and a conf change in flight in its log still applies
+    /// to it. Until then, part of its old range may be a gap.
+    fn forget_replaced(&mut self, region_id: u64, by: &Region) {
+        let info = self.regions.remove(&region_id).unwrap_or_else(|| {
+            panic!(
+                "mock scheduler: region {region_id}, overlapped by region {}, is not known",
+                by.id
+            )
+        });
+        let old = info.region;
+        self.ranges.remove(old.id, &old.start_key, &old.end_key);
+        self.regions_replaced += 1;
+        log::debug!(
+            "region {region_id} {} at version {} is removed: region {} {} at version {} overlaps \
+             it",
+            describe_range(&old.start_key, &old.end_key),
+            epoch(&old).version,
+            by.id,
+            describe_range(&by.start_key, &by.end_key),
+            epoch(by).version
+        );
+        let was_replaced = self.replaced.insert(region_id, old);
+        assert!(was_replaced.is_none(), "mock scheduler: region {region_id} removed twice");
+    }
+
     fn saw_ids_of(&mut self, region: &Region) {
         self.saw_id(region.id);
         for peer in &region.peers {
@@ -895,12 +1158,17 @@ impl MockScheduler {
 }
 
 /// What to do with a heartbeat that passed the checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Verdict {
-    /// Older than what is known: ignore it.
+    /// Older than what is known (by id, or than a region it overlaps, by
+    /// version): ignore it.
     Stale,
-    /// As new as or newer than what is known: record it.
-    Fresh,
+    /// As new as or newer than what is known: record it, after removing
+    /// the regions of lower versions it overlaps (`replaces`).
+    Fresh {
+        /// Known regions that the report shows stale, in key order.
+        replaces: Vec<u64>,
+    },
 }
 
 /// Checks a report that is not stale against the known region: (a), (b)
@@ -1062,5 +1330,366 @@ mod tests {
         Operator::RemovePeer(peer).fill(&mut response);
         let change = response.change_peer.unwrap();
         assert_eq!((change.peer, change.change_type()), (Some(peer), ConfChangeType::RemoveNode));
+    }
+
+    // ----- Splits -----
+
+    /// Region `id` over `[start, end)` at (conf_ver, version), with peers
+    /// as (peer id, store id).
+    fn region_at(
+        id: u64,
+        (start, end): (&str, &str),
+        (conf_ver, version): (u64, u64),
+        peers: &[(u64, u64)],
+    ) -> Region {
+        Region {
+            id,
+            start_key: start.as_bytes().to_vec(),
+            end_key: end.as_bytes().to_vec(),
+            ..region(conf_ver, version, peers)
+        }
+    }
+
+    /// A heartbeat of `region` from its first peer.
+    fn beat(region: &Region) -> RegionHeartbeatRequest {
+        RegionHeartbeatRequest {
+            leader: Some(region.peers[0]),
+            region: Some(region.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Stores 1 to 3; region 1 over the whole key space at (1, 1), with
+    /// peer 10 on store 1 and peer 20 on store 2.
+    fn bootstrapped() -> MockScheduler {
+        let mut scheduler = MockScheduler::new();
+        for id in 1..=3 {
+            scheduler.put_store(Store { id, ..Default::default() });
+        }
+        scheduler.bootstrap(region_at(1, ("", ""), (1, 1), &[(10, 1), (20, 2)])).unwrap();
+        scheduler
+    }
+
+    /// Delivers a heartbeat no correct store could be refused for.
+    fn accept(scheduler: &mut MockScheduler, region: &Region) -> Option<RegionHeartbeatResponse> {
+        scheduler
+            .on_region_heartbeat(beat(region))
+            .unwrap_or_else(|breach| panic!("a correct report was refused: {breach}"))
+    }
+
+    fn ask(
+        scheduler: &mut MockScheduler,
+        region: &Region,
+    ) -> Result<AskSplitResponse, ScheduleError> {
+        scheduler.ask_split(AskSplitRequest { region: Some(region.clone()), ..Default::default() })
+    }
+
+    /// Splits `parent` at `key` as a correct store does, with ids from
+    /// `ask_split`: (the parent shrunk, the new region), both at version
+    /// + 1.
+    fn split(scheduler: &mut MockScheduler, parent: &Region, key: &str) -> (Region, Region) {
+        let ids = ask(scheduler, parent).unwrap();
+        let mut left = parent.clone();
+        left.end_key = key.as_bytes().to_vec();
+        left.region_epoch.as_mut().unwrap().version += 1;
+        let right = Region {
+            id: ids.new_region_id,
+            start_key: key.as_bytes().to_vec(),
+            end_key: parent.end_key.clone(),
+            region_epoch: left.region_epoch,
+            peers: parent
+                .peers
+                .iter()
+                .zip(&ids.new_peer_ids)
+                .map(|(peer, &id)| Peer { id, store_id: peer.store_id })
+                .collect(),
+        };
+        (left, right)
+    }
+
+    fn keys(gaps: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        gaps.iter().map(|(s, e)| (s.as_bytes().to_vec(), e.as_bytes().to_vec())).collect()
+    }
+
+    /// The known regions' ids in key order.
+    fn ids(scheduler: &MockScheduler) -> Vec<u64> {
+        scheduler.regions().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn ask_split_allocates_fresh_ids_above_every_id_seen() {
+        let mut scheduler = bootstrapped();
+        let before = scheduler.clone();
+        let parent = scheduler.region(1).unwrap().clone();
+        let first = ask(&mut scheduler, &parent).unwrap();
+        let second = ask(&mut scheduler, &parent).unwrap();
+        assert_eq!(first.new_peer_ids.len(), 2, "one new peer id per peer of the region");
+        assert_eq!(second.new_peer_ids.len(), 2, "one new peer id per peer of the region");
+        let mut all = vec![first.new_region_id, second.new_region_id];
+        all.extend(first.new_peer_ids.iter().chain(&second.new_peer_ids));
+        assert!(all.iter().all(|&id| id > 20), "ids must be above every id seen (20): {all:?}");
+        let unique: BTreeSet<u64> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "ids must never repeat: {all:?}");
+        assert!(scheduler.alloc_id() > *unique.last().unwrap(), "alloc_id must not reuse them");
+        assert_eq!(scheduler.splits_asked(), 2);
+        // Nothing but the ids and the count: the split is not known yet.
+        assert_eq!(scheduler.region(1), before.region(1));
+        assert_eq!(ids(&scheduler), vec![1]);
+        assert!(scheduler.gaps().is_empty());
+    }
+
+    #[test]
+    fn ask_split_refuses_a_missing_or_unknown_region_or_a_stale_epoch() {
+        let mut scheduler = MockScheduler::new();
+        scheduler.bootstrap(region_at(1, ("", ""), (2, 2), &[(10, 1)])).unwrap();
+        let refused = scheduler.clone();
+        assert_eq!(
+            scheduler.ask_split(AskSplitRequest::default()),
+            Err(ScheduleError::MissingRegion)
+        );
+        let unknown = region_at(9, ("", ""), (2, 2), &[(10, 1)]);
+        assert_eq!(
+            ask(&mut scheduler, &unknown),
+            Err(ScheduleError::UnknownRegion { region_id: 9 })
+        );
+        let e = |conf_ver, version| RegionEpoch { conf_ver, version };
+        for stale in [e(1, 2), e(2, 1), e(1, 3)] {
+            let request = region_at(1, ("", ""), (stale.conf_ver, stale.version), &[(10, 1)]);
+            let error = ask(&mut scheduler, &request).unwrap_err();
+            assert_eq!(
+                error,
+                ScheduleError::StaleEpoch { region_id: 1, reported: stale, known: e(2, 2) }
+            );
+            assert!(
+                error.to_string().starts_with("region 1 is at epoch (conf_ver 2, version 2)"),
+                "the error names the region and the epochs: {error}"
+            );
+        }
+        assert_eq!(scheduler, refused, "a refused AskSplit changes nothing");
+        // The same epoch, or a newer one (the scheduler lags), is fine.
+        for fresh in [(2, 2), (3, 2), (2, 3)] {
+            ask(&mut scheduler, &region_at(1, ("", ""), fresh, &[(10, 1)])).unwrap();
+        }
+        assert_eq!(scheduler.splits_asked(), 3);
+    }
+
+    #[test]
+    fn split_halves_reporting_left_first_shrink_the_parent_then_fill_the_rest() {
+        let mut scheduler = bootstrapped();
+        let parent = scheduler.region(1).unwrap().clone();
+        let (left, right) = split(&mut scheduler, &parent, "m");
+        assert_eq!(accept(&mut scheduler, &left), None);
+        assert_eq!(scheduler.region(1), Some(&left), "the parent shrinks to its new range");
+        assert_eq!(scheduler.gaps(), keys(&[("m", "")]), "the new region has not reported");
+        assert_eq!(scheduler.region_by_key(b"z"), None);
+        assert_eq!(accept(&mut scheduler, &right), None);
+        assert_eq!(ids(&scheduler), vec![1, right.id]);
+        assert!(scheduler.gaps().is_empty(), "the halves tile the key space");
+        assert_eq!(scheduler.region_by_key(b"m"), Some(&right));
+        assert_eq!(scheduler.regions_replaced(), 0, "nothing was overlapped");
+    }
+
+    #[test]
+    fn split_halves_reporting_right_first_remove_the_parent_until_it_reports() {
+        let mut scheduler = bootstrapped();
+        let parent = scheduler.region(1).unwrap().clone();
+        let (left, right) = split(&mut scheduler, &parent, "m");
+        assert_eq!(accept(&mut scheduler, &right), None);
+        assert_eq!(scheduler.region(1), None, "the parent's old view is stale: removed");
+        assert_eq!(scheduler.regions_replaced(), 1);
+        assert_eq!(ids(&scheduler), vec![right.id]);
+        assert_eq!(scheduler.gaps(), keys(&[("", "m")]), "the parent's left part is nobody's");
+        assert_eq!(
+            scheduler.add_peer(1, 3),
+            Err(ScheduleError::UnknownRegion { region_id: 1 }),
+            "a removed region takes no operator"
+        );
+        assert_eq!(accept(&mut scheduler, &left), None);
+        assert_eq!(scheduler.region(1), Some(&left), "the parent is known again");
+        assert_eq!(ids(&scheduler), vec![1, right.id]);
+        assert!(scheduler.gaps().is_empty(), "the halves tile the key space");
+        assert_eq!(scheduler.regions_replaced(), 1);
+    }
+
+    #[test]
+    fn a_parent_report_from_before_the_split_is_ignored_and_counted() {
+        for right_first in [false, true] {
+            let mut scheduler = bootstrapped();
+            let parent = scheduler.region(1).unwrap().clone();
+            let (left, right) = split(&mut scheduler, &parent, "m");
+            let halves = if right_first { [&right, &left] } else { [&left, &right] };
+            // One half known. Left first: the old report is stale by its
+            // id. Right first: the parent is removed, and the report is
+            // stale because the right half it overlaps has a higher version.
+            accept(&mut scheduler, halves[0]);
+            let before = scheduler.clone();
+            assert_eq!(accept(&mut scheduler, &parent), None);
+            assert_eq!(scheduler.stale_heartbeats(), 1, "right first: {right_first}");
+            assert_eq!(
+                scheduler.regions().collect::<Vec<_>>(),
+                before.regions().collect::<Vec<_>>()
+            );
+            assert_eq!(scheduler.gaps(), before.gaps());
+            // Once both halves are known, the parent is stale by its id.
+            accept(&mut scheduler, halves[1]);
+            let before = scheduler.clone();
+            assert_eq!(accept(&mut scheduler, &parent), None);
+            assert_eq!(scheduler.stale_heartbeats(), 2, "right first: {right_first}");
+            assert_eq!(scheduler.region(1), Some(&left), "right first: {right_first}");
+            assert_eq!(ids(&scheduler), vec![1, right.id]);
+            assert_eq!(scheduler.regions_replaced(), before.regions_replaced());
+        }
+    }
+
+    #[test]
+    fn two_regions_overlapping_at_the_same_version_is_a_breach_naming_both() {
+        let mut scheduler = bootstrapped();
+        let parent = scheduler.region(1).unwrap().clone();
+        let (left, right) = split(&mut scheduler, &parent, "m");
+        accept(&mut scheduler, &left);
+        accept(&mut scheduler, &right);
+        let before = scheduler.clone();
+        let intruder = region_at(99, ("k", "p"), (1, 2), &[(98, 3)]);
+        let breach = scheduler.on_region_heartbeat(beat(&intruder)).unwrap_err();
+        assert!(
+            matches!(&breach.kind, BreachKind::Overlap { other } if other.id == 1),
+            "expected an overlap with region 1 (first in key order), got {breach}"
+        );
+        let message = breach.to_string();
+        for part in ["region 99:", "at the same version", "overlaps region 1:"] {
+            assert!(message.contains(part), "{part:?} missing from: {message}");
+        }
+        assert_eq!(scheduler, before, "a breach changes nothing");
+
+        // A same-version overlap is a breach even where the report also
+        // overlaps a newer region (which alone would make it stale).
+        let (left2, middle) = split(&mut scheduler, &left, "f");
+        accept(&mut scheduler, &left2);
+        accept(&mut scheduler, &middle);
+        let intruder = region_at(99, ("h", "p"), (1, 2), &[(98, 3)]);
+        let breach = scheduler.on_region_heartbeat(beat(&intruder)).unwrap_err();
+        assert!(
+            matches!(&breach.kind, BreachKind::Overlap { other } if other.id == right.id),
+            "expected an overlap with region {} (version 2), got {breach}",
+            right.id
+        );
+    }
+
+    #[test]
+    fn a_conf_change_in_flight_on_the_parent_survives_its_removal() {
+        let mut scheduler = bootstrapped();
+        let Ok(Scheduled::Pending(add)) = scheduler.add_peer(1, 3) else { unreachable!() };
+        let parent = scheduler.region(1).unwrap().clone();
+        assert!(accept(&mut scheduler, &parent).is_some(), "the add is sent");
+        assert_eq!(scheduler.in_flight(1), Some(&add));
+
+        // The split applies before the add; the right half reports first.
+        let (left, right) = split(&mut scheduler, &parent, "m");
+        accept(&mut scheduler, &right);
+        assert_eq!(scheduler.region(1), None);
+        assert_eq!(scheduler.in_flight(1), Some(&add), "the removal must keep the operator");
+        assert_eq!(scheduler.add_peer(1, 3), Err(ScheduleError::UnknownRegion { region_id: 1 }));
+
+        // Check (e) still holds the parent to the change in flight.
+        let mut other_change = left.clone();
+        other_change.region_epoch = Some(RegionEpoch { conf_ver: 2, version: 2 });
+        other_change.peers.push(Peer { id: 77, store_id: 3 });
+        let breach = scheduler.clone().on_region_heartbeat(beat(&other_change)).unwrap_err();
+        assert_eq!(breach.kind, BreachKind::UnscheduledConfChange { in_flight: Some(add) });
+        assert_eq!(breach.known.as_deref(), Some(&parent), "the breach names the last known state");
+
+        // Not applied yet: sent again, with the parent's new epoch.
+        let response = accept(&mut scheduler, &left).expect("the add is sent again");
+        assert_eq!(response.region_epoch, left.region_epoch);
+        assert_eq!(response.change_peer.unwrap().peer, Some(add.peer()));
+
+        // Applied: done.
+        let mut applied = left.clone();
+        applied.region_epoch = Some(RegionEpoch { conf_ver: 2, version: 2 });
+        applied.peers.push(add.peer());
+        assert_eq!(accept(&mut scheduler, &applied), None);
+        assert_eq!(scheduler.operators_done(), 1);
+        assert_eq!(scheduler.operator(1), None);
+        assert!(scheduler.gaps().is_empty());
+    }
+
+    #[test]
+    fn a_change_applied_before_the_parent_reports_again_is_seen_done() {
+        let mut scheduler = bootstrapped();
+        let Ok(Scheduled::Pending(add)) = scheduler.add_peer(1, 3) else { unreachable!() };
+        let parent = scheduler.region(1).unwrap().clone();
+        accept(&mut scheduler, &parent);
+        let (left, right) = split(&mut scheduler, &parent, "m");
+        accept(&mut scheduler, &right);
+        let mut applied = left.clone();
+        applied.region_epoch = Some(RegionEpoch { conf_ver: 2, version: 2 });
+        applied.peers.push(add.peer());
+        assert_eq!(accept(&mut scheduler, &applied), None);
+        assert_eq!(scheduler.operators_done(), 1, "the report shows the add done");
+        assert_eq!(scheduler.in_flight(1), None);
+        assert!(matches!(scheduler.remove_peer(1, 3), Ok(Scheduled::Pending(_))));
+    }
+
+    #[test]
+    fn gaps_list_every_uncovered_part_in_key_order() {
+        let mut scheduler = MockScheduler::new();
+        assert_eq!(scheduler.gaps(), keys(&[("", "")]), "nothing known: all of it");
+        scheduler.bootstrap(region_at(1, ("", ""), (1, 1), &[(10, 1)])).unwrap();
+        assert!(scheduler.gaps().is_empty());
+        // Three splits, each reported right half first: ["", "f") and
+        // ["m", "t") lose their owners; ["f", "m") and ["t", "") are known.
+        let parent = scheduler.region(1).unwrap().clone();
+        let (left, right) = split(&mut scheduler, &parent, "m");
+        accept(&mut scheduler, &left);
+        accept(&mut scheduler, &right);
+        let (left2, middle) = split(&mut scheduler, &left, "f");
+        accept(&mut scheduler, &middle);
+        let (right2, last) = split(&mut scheduler, &right, "t");
+        accept(&mut scheduler, &last);
+        assert_eq!(scheduler.gaps(), keys(&[("", "f"), ("m", "t")]));
+        accept(&mut scheduler, &right2);
+        assert_eq!(scheduler.gaps(), keys(&[("", "f")]));
+        accept(&mut scheduler, &left2);
+        assert!(scheduler.gaps().is_empty());
+        assert_eq!(ids(&scheduler), vec![1, middle.id, right.id, last.id]);
+    }
+
+    #[test]
+    fn several_splits_in_a_row_stay_non_overlapping() {
+        let mut scheduler = bootstrapped();
+        let mut right_first_count = 0;
+        for (step, key) in ["m", "f", "t", "c", "p", "h", "w", "a"].into_iter().enumerate() {
+            let owner = scheduler.region_by_key(key.as_bytes()).unwrap().clone();
+            let (left, right) = split(&mut scheduler, &owner, key);
+            let right_first = step % 3 != 0;
+            right_first_count += u64::from(right_first);
+            let halves = if right_first { [&right, &left] } else { [&left, &right] };
+            for half in halves {
+                accept(&mut scheduler, half);
+                // Regions and gaps together tile the key space: in key
+                // order, each starts where the one before ends.
+                let mut pieces: Vec<(Vec<u8>, Vec<u8>)> = scheduler
+                    .regions()
+                    .map(|r| (r.start_key.clone(), r.end_key.clone()))
+                    .chain(scheduler.gaps())
+                    .collect();
+                pieces.sort();
+                let mut at = Vec::new();
+                for (start, end) in &pieces {
+                    assert_eq!(start, &at, "step {step} at {key:?}: overlap or hole in {pieces:?}");
+                    at = end.clone();
+                }
+                assert!(at.is_empty(), "step {step}: the last piece is unbounded: {pieces:?}");
+            }
+            assert!(scheduler.gaps().is_empty(), "step {step}: both halves reported");
+        }
+        assert_eq!(scheduler.regions().count(), 9);
+        assert_eq!(scheduler.splits_asked(), 8);
+        assert_eq!(scheduler.regions_replaced(), right_first_count);
+        let starts: Vec<&[u8]> = scheduler.regions().map(|r| r.start_key.as_slice()).collect();
+        let expected: Vec<&[u8]> = vec![b"", b"a", b"c", b"f", b"h", b"m", b"p", b"t", b"w"];
+        assert_eq!(starts, expected);
+        let versions: BTreeSet<u64> = scheduler.regions().map(|r| epoch(r).version).collect();
+        assert!(versions.iter().all(|&v| v > 1), "every region was split: {versions:?}");
     }
 }

@@ -1,7 +1,9 @@
 //! Regions by key range: which region holds a key, in O(log n).
 //!
-//! The scheduler knows every region of the cluster, and no two of them
-//! share a key. [`RangeIndex`] keeps each region's range keyed by where it
+//! The scheduler knows the regions of the cluster, and no two of them
+//! share a key. They need not cover every key: while the halves of a
+//! split report, part of the key space can be nobody's for a while
+//! ([`RangeIndex::gaps`]). [`RangeIndex`] keeps each region's range keyed by where it
 //! *ends*: the region holding `key` is then the first one ending after
 //! `key`, if it also starts at or before `key`. An empty `end_key` means
 //! "to the end of the key space" and sorts after every key.
@@ -20,6 +22,10 @@
 //! assert_eq!(index.find(b"g"), Some(2));
 //! assert_eq!(index.find(b"\xff\xff"), Some(2));
 //! assert_eq!(index.overlapping(b"f", b"h"), vec![1, 2]);
+//! assert!(index.gaps().is_empty());
+//!
+//! index.remove(1, b"", b"g");
+//! assert_eq!(index.gaps(), vec![(b"".to_vec(), b"g".to_vec())]);
 //! ```
 
 use std::collections::BTreeMap;
@@ -97,6 +103,33 @@ impl RangeIndex {
     /// Every indexed region, in key order.
     pub fn region_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.by_end.values().map(|entry| entry.region_id)
+    }
+
+    /// The parts of the whole key space (`""` to unbounded) that no range
+    /// covers, in key order, each as `(start_key, end_key)` with an empty
+    /// `end_key` for unbounded. Empty when the ranges tile the key space;
+    /// `[("", "")]` when nothing is indexed.
+    pub fn gaps(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut gaps = Vec::new();
+        // Where the ranges seen so far end; `None` once one is unbounded
+        // (it is then the last: ranges do not overlap).
+        let mut covered_to: Option<&[u8]> = Some(b"");
+        for (end, entry) in &self.by_end {
+            let Some(from) = covered_to else {
+                unreachable!("range index: a range after an unbounded one")
+            };
+            if entry.start_key.as_slice() > from {
+                gaps.push((from.to_vec(), entry.start_key.clone()));
+            }
+            covered_to = match end {
+                End::Key(end) => Some(end),
+                End::Unbounded => None,
+            };
+        }
+        if let Some(from) = covered_to {
+            gaps.push((from.to_vec(), Vec::new()));
+        }
+        gaps
     }
 
     /// Indexes `region_id` at `[start_key, end_key)`.
@@ -234,6 +267,30 @@ mod tests {
         index.remove(1, b"a", b"d");
     }
 
+    #[test]
+    fn gaps_are_the_uncovered_parts_in_key_order() {
+        let owned = |gaps: &[(&str, &str)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            gaps.iter().map(|(s, e)| (s.as_bytes().to_vec(), e.as_bytes().to_vec())).collect()
+        };
+        let mut index = RangeIndex::default();
+        assert_eq!(index.gaps(), owned(&[("", "")]), "nothing indexed: one gap, everything");
+        index.insert(1, b"b", b"d");
+        index.insert(2, b"d", b"f");
+        index.insert(3, b"x", b"");
+        assert_eq!(index.gaps(), owned(&[("", "b"), ("f", "x")]), "a gap at the start, one inside");
+        index.remove(3, b"x", b"");
+        assert_eq!(index.gaps(), owned(&[("", "b"), ("f", "")]), "a gap to the end");
+        index.insert(4, b"", b"b");
+        index.insert(5, b"f", b"");
+        assert_eq!(index.gaps(), owned(&[]), "the ranges tile the key space");
+        index.remove(4, b"", b"b");
+        index.remove(5, b"f", b"");
+        index.remove(2, b"d", b"f");
+        index.remove(1, b"b", b"d");
+        index.insert(6, b"", b"");
+        assert_eq!(index.gaps(), owned(&[]), "one range, everything");
+    }
+
     /// Random disjoint ranges over a small key space, checked key by key
     /// against a linear scan.
     #[test]
@@ -267,6 +324,16 @@ mod tests {
                     .find(|(_, s, e)| s.as_slice() <= &key[..] && End::of(e).is_after(&key))
                     .map(|(id, _, _)| *id);
                 assert_eq!(index.find(&key), expected, "seed {seed}, key {key:?}, {ranges:?}");
+                let in_a_gap = index
+                    .gaps()
+                    .iter()
+                    .any(|(s, e)| s.as_slice() <= &key[..] && End::of(e).is_after(&key));
+                assert_eq!(
+                    in_a_gap,
+                    expected.is_none(),
+                    "seed {seed}, key {key:?}: in a gap iff no range holds it; {ranges:?}, gaps {:?}",
+                    index.gaps()
+                );
             }
         }
     }

@@ -13,7 +13,7 @@
 
 use raft::eraftpb::Entry;
 use tinykv_engine::{Cf, WriteBatch};
-use tinykv_proto::raft_cmdpb::{AdminCmdType, AdminRequest, AdminResponse, RaftCmdRequest};
+use tinykv_proto::raft_cmdpb::{AdminCmdType, AdminResponse, RaftCmdRequest, SplitResponse};
 
 use crate::admin::ExecResult;
 use crate::context::{CmdResponse, Context, Token};
@@ -50,6 +50,9 @@ impl Peer {
     ) -> Result<()> {
         let mut results = Vec::new();
         for e in entries {
+            if e.entry_type() == raft::eraftpb::EntryType::EntryNormal {
+                self.count_applied_bytes(e.data.len());
+            }
             let result = self.apply_entry(e, ctx)?;
             let removes_self = result.as_ref().is_some_and(|r| r.removes(self.meta.id));
             results.extend(result);
@@ -93,26 +96,32 @@ impl Peer {
                     self.report_region(ctx);
                 }
             }
+            ExecResult::Split { derived, new_region } => {
+                self.on_split_applied(derived, new_region, ctx)
+            }
         }
     }
 
-    /// Executes an admin command (given): only `CompactLog` exists before
-    /// lab 3 ([`exec_compact_log`](Self::exec_compact_log)). A change of
-    /// the region's state goes into `kv_wb`, the entry's batch; the
-    /// [`ExecResult`] says what changed, for
+    /// Executes an admin command (given): `CompactLog` (lab 2c,
+    /// [`exec_compact_log`](Self::exec_compact_log)) and, from lab 3b,
+    /// `Split` ([`apply_split`](Self::apply_split)); `req` is the whole
+    /// command, whose header holds the epoch a split was proposed on. A
+    /// change of the region's state goes into `kv_wb`, the entry's batch;
+    /// the [`ExecResult`] says what changed, for
     /// [`on_exec_result`](Self::on_exec_result) once the batch is written.
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for any other admin command.
+    /// [`Error::Invalid`] for any other admin command; the command's own
+    /// error.
     pub fn execute_admin(
         &mut self,
-        req: &AdminRequest,
+        req: &RaftCmdRequest,
         kv_wb: &mut WriteBatch,
     ) -> Result<(AdminResponse, Option<ExecResult>)> {
-        let _ = kv_wb; // No admin command of labs 2b and 2c changes the region state.
-        match (req.cmd_type(), &req.compact_log) {
-            (AdminCmdType::CompactLog, Some(compact)) => {
+        let admin = req.admin_request.clone().unwrap_or_default();
+        match (admin.cmd_type(), &admin.compact_log, &admin.split) {
+            (AdminCmdType::CompactLog, Some(compact), _) => {
                 self.log_compacted_to = self.log_compacted_to.max(compact.compact_index);
                 let before = self.storage().truncated();
                 let resp = self.exec_compact_log(compact)?;
@@ -120,7 +129,22 @@ impl Peer {
                 let moved = state.index > before.index;
                 Ok((resp, moved.then_some(ExecResult::CompactLog { state })))
             }
-            (t, _) => Err(Error::Invalid(format!("unsupported admin command {t:?}"))),
+            (AdminCmdType::Split, _, Some(split)) => {
+                let result = self.apply_split(req, split, kv_wb)?;
+                let regions = match &result {
+                    Some(ExecResult::Split { derived, new_region }) => {
+                        vec![derived.clone(), new_region.clone()]
+                    }
+                    _ => Vec::new(),
+                };
+                let resp = AdminResponse {
+                    cmd_type: AdminCmdType::Split as i32,
+                    split: Some(SplitResponse { regions }),
+                    ..Default::default()
+                };
+                Ok((resp, result))
+            }
+            (t, _, _) => Err(Error::Invalid(format!("unsupported admin command {t:?}"))),
         }
     }
 
@@ -170,8 +194,8 @@ impl Peer {
             None if e.entry_type() == EntryType::EntryConfChange => {
                 self.apply_change_peer(e, &mut kv_wb).map(|result| exec_result = result)
             }
-            Some(Ok(RaftCmdRequest { admin_request: Some(admin), .. })) => {
-                self.execute_admin(admin, &mut kv_wb).map(|(_, result)| exec_result = result)
+            Some(Ok(req)) if req.admin_request.is_some() => {
+                self.execute_admin(req, &mut kv_wb).map(|(_, result)| exec_result = result)
             }
             Some(Ok(req)) => self.execute_writes(req, &mut kv_wb),
             Some(Err(err)) => Err(err.clone()),

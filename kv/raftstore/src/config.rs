@@ -23,6 +23,15 @@ pub struct Config {
     pub region_heartbeat_tick_interval: usize,
     /// Ticks between two store heartbeats to the scheduler.
     pub store_heartbeat_tick_interval: usize,
+    /// Ticks between two split checks of a leader (lab 3b): a check scans
+    /// the region only if it grew by `region_split_size / 8` bytes since
+    /// the last one (or its size is unknown, or a split it asked for has
+    /// not happened yet).
+    pub split_region_check_tick_interval: usize,
+    /// A region whose data is larger than this many bytes splits (lab 3b).
+    pub region_max_size: u64,
+    /// Where it splits: after about this many bytes of its data.
+    pub region_split_size: u64,
     /// Seed of the peers' raft randomness (mixed with each peer id).
     pub seed: u64,
 }
@@ -38,6 +47,9 @@ impl Default for Config {
             snap_gc_tick_interval: 100,
             region_heartbeat_tick_interval: 10,
             store_heartbeat_tick_interval: 100,
+            split_region_check_tick_interval: 10,
+            region_max_size: 144 * 1024 * 1024,
+            region_split_size: 96 * 1024 * 1024,
             seed: 0,
         }
     }

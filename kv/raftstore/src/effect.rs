@@ -19,6 +19,15 @@ pub enum StoreEffect {
     /// 3b, a conf change or a split changed it): the store's meta must
     /// hold it.
     RegionChanged(Region),
+    /// A split applied (lab 3b): `region`, split off this peer's region,
+    /// needs a peer on this store ([`crate::store::Store`] creates it, and
+    /// it campaigns at once if `campaign`: the parent's leader split it).
+    SplitCreated {
+        /// The new region.
+        region: Region,
+        /// Whether its peer here starts an election at once.
+        campaign: bool,
+    },
     /// This peer (`peer_id` of `region_id`) is no longer a member of its
     /// region: destroy it ([`crate::store::Store::destroy_peer`]).
     Destroy {

@@ -24,7 +24,7 @@
 //! that already applied fails the `conf_ver` check, one still in the log
 //! is refused by raft (one conf change at a time).
 
-use tinykv_proto::metapb;
+use tinykv_proto::metapb::{self, Region};
 use tinykv_proto::raft_cmdpb::{
     AdminCmdType, AdminRequest, ChangePeerRequest, RaftCmdRequest, RaftRequestHeader,
     TransferLeaderRequest,
@@ -45,19 +45,31 @@ pub enum SchedulerTask {
     RegionHeartbeat(RegionHeartbeatRequest),
     /// A store's report of itself.
     StoreHeartbeat(StoreHeartbeatRequest),
+    /// A leader asks for the ids of a new region, to split `region` at
+    /// `split_key` (see [`crate::split_check`]). The driver sends the
+    /// scheduler an `AskSplitRequest` with the region and hands its answer
+    /// to `Store::on_ask_split_response` with `region` and `split_key`.
+    AskSplit {
+        /// The region as the split check saw it.
+        region: Region,
+        /// Where it splits.
+        split_key: Vec<u8>,
+        /// The leader that asks.
+        peer: metapb::Peer,
+    },
 }
 
 impl Peer {
     /// The region heartbeat this peer would send now: its region, itself
     /// as leader, the peers whose log lags behind the truncated index (they
-    /// need a snapshot), and the region's approximate size (not measured
-    /// yet: 0; region split, the next part of lab 3b, measures it).
+    /// need a snapshot), and the region's approximate size (what the last
+    /// split check measured, see [`crate::split_check`]; 0 before one).
     pub fn region_heartbeat(&self) -> RegionHeartbeatRequest {
         RegionHeartbeatRequest {
             region: Some(self.region().clone()),
             leader: Some(self.meta),
             pending_peers: self.pending_peers(),
-            approximate_size: 0,
+            approximate_size: self.approximate_size(),
             ..Default::default()
         }
     }

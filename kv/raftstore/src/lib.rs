@@ -12,9 +12,10 @@
 //! | [`ready`] | handling a `Ready`: persist, send, apply, advance | 2b |
 //! | [`apply`] | applying committed entries, answering proposals | 2b |
 //! | [`peer_storage`] | raft's storage over the two engines; applying a snapshot | 2b, 2c |
-//! | [`admin`] | admin commands, one file each: log GC (2c), conf change and leader transfer (3b) | 2c, 3b |
+//! | [`admin`] | admin commands, one file each: log GC (2c), conf change, leader transfer and split (3b) | 2c, 3b |
 //! | [`store_meta`], [`effect`], [`lifecycle`] | the store's regions; what a peer asks of the store; creating and destroying peers | given |
 //! | [`heartbeat`] | heartbeats to the scheduler; its operators | given |
+//! | [`split_check`] | when and where a region splits; asking the scheduler for ids | given |
 //! | [`snap`], [`worker`] | snapshot files; background tasks | given |
 //! | [`bootstrap`], [`engines`], [`context`], [`config`], [`error`] | given | |
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod peer;
 pub mod peer_storage;
 pub mod ready;
 pub mod snap;
+pub mod split_check;
 pub mod store;
 pub mod store_meta;
 pub mod worker;

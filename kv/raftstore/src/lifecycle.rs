@@ -231,6 +231,66 @@ impl Store {
         }
     }
 
+    /// Creates the peer of `region`, just split off one of this store's
+    /// regions ([`StoreEffect::SplitCreated`](crate::effect::StoreEffect::SplitCreated)), adds it to the meta and, if
+    /// `campaign`, starts its election at once.
+    ///
+    /// A leader of the new region that split earlier may already have
+    /// created an *uninitialized* peer of it here (its messages arrive
+    /// before this store applies the split, while this store's parent
+    /// peer was itself uninitialized and had no range to overlap). Such a
+    /// peer has no data: the split's peer replaces it, and loads what it
+    /// persisted (a vote stays a vote). If that peer is *newer* (a later
+    /// id: this store's split peer was removed and a new one added), the
+    /// split's peer is stale and is not created. An initialized peer of the
+    /// new region cannot exist here: its range would overlap the parent's.
+    /// A region removed from this store earlier (a tombstone) is not
+    /// created again.
+    ///
+    /// # Errors
+    ///
+    /// An engine error, or the new peer's states cannot be read.
+    pub(crate) fn create_split_peer(
+        &mut self,
+        region: Region,
+        campaign: bool,
+        ctx: &mut dyn Context,
+    ) -> Result<()> {
+        let (store, region_id) = (self.store_id(), region.id);
+        if self.tombstone(region_id)?.is_some() {
+            log::info!(
+                "store {store}: region {region_id} was split off, but it is a tombstone here"
+            );
+            return Ok(());
+        }
+        let split_peer_id = region.peers.iter().find(|p| p.store_id == store).map_or(0, |p| p.id);
+        if let Some(existing) = self.peers.get(&region_id) {
+            assert!(
+                !existing.is_initialized(),
+                "store {store}: region {region_id} was split off here, but {} already holds it                  ({:?}): two regions of this store would share keys",
+                existing.tag,
+                existing.region()
+            );
+            if existing.meta.id > split_peer_id {
+                log::info!(
+                    "store {store}: region {region_id} was split off with peer {split_peer_id},                      but newer {} is here: the split's peer is stale",
+                    existing.tag
+                );
+                return Ok(());
+            }
+            log::info!("store {store}: the split's peer replaces uninitialized {}", existing.tag);
+            self.peers.remove(&region_id);
+        }
+        let mut peer = Peer::new(store, &self.cfg, self.engines().clone(), region, false)?;
+        log::info!("store {store}: {} created by a split", peer.tag);
+        if campaign && let Err(e) = peer.raft_group.campaign() {
+            log::warn!("{} cannot campaign: {e}", peer.tag);
+        }
+        self.meta.insert(peer.region().clone());
+        self.peers.insert(region_id, peer);
+        self.on_peer_ready(region_id, ctx)
+    }
+
     /// Carries out [`StoreEffect::Destroy`].
     pub(crate) fn on_destroy_effect(&mut self, region_id: u64, peer_id: u64) -> Result<()> {
         self.destroy_peer(region_id, peer_id)

@@ -91,6 +91,11 @@ pub struct Peer {
     /// Whether this peer was the leader after the last `Ready`: a peer
     /// that has just become leader reports its region at once.
     pub(crate) reported_as_leader: bool,
+    /// The region's size as far as this peer knows, for split checks
+    /// (see [`crate::split_check`]).
+    pub(crate) size: crate::split_check::SizeState,
+    /// When and where regions split (from the store's config).
+    pub(crate) split: crate::split_check::SplitSettings,
 }
 
 impl Peer {
@@ -166,6 +171,8 @@ impl Peer {
             heartbeat_ticks: 0,
             heartbeat_tick_interval: cfg.region_heartbeat_tick_interval.max(1),
             reported_as_leader: false,
+            size: crate::split_check::SizeState::default(),
+            split: crate::split_check::SplitSettings::of(cfg),
         })
     }
 
@@ -250,11 +257,14 @@ impl Peer {
 
     /// One tick: a raft tick, a log GC check every
     /// `raft_log_gc_tick_interval` ticks, a region heartbeat every
-    /// `region_heartbeat_tick_interval` ticks (a leader's), and (after a
+    /// `region_heartbeat_tick_interval` ticks (a leader's), a split check
+    /// every `split_region_check_tick_interval` ticks (a leader's, see
+    /// [`crate::split_check`]), and (after a
     /// restart in the middle of one) the snapshot apply scheduled again.
     pub fn tick(&mut self, ctx: &mut dyn Context) {
         self.raft_group.tick();
         self.on_heartbeat_tick(ctx);
+        self.on_split_check_tick(ctx);
         self.gc_ticks += 1;
         if self.gc_ticks >= self.gc_tick_interval {
             self.gc_ticks = 0;

@@ -127,14 +127,22 @@ impl PeerStorage {
     /// [`Error::Corrupt`] if the raft or apply state is missing or does not
     /// decode; the engine's error.
     pub fn new(engines: Engines, region: Region, tag: String) -> Result<PeerStorage> {
-        let raft_state: RaftLocalState =
-            get_msg(engines.raft.as_ref(), &keys::raft_state_key(region.id))?.ok_or_else(|| {
-                Error::Corrupt(format!("{tag} has no raft state in the raft engine"))
-            })?;
         let apply_state: RaftApplyState =
             get_msg(engines.kv.as_ref(), &keys::apply_state_key(region.id))?.ok_or_else(|| {
                 Error::Corrupt(format!("{tag} has no apply state in the kv engine"))
             })?;
+        let raft_state: Option<RaftLocalState> =
+            get_msg(engines.raft.as_ref(), &keys::raft_state_key(region.id))?;
+        let raft_state = match raft_state {
+            Some(state) => state,
+            // A region split off another (lab 3b) starts with the initial
+            // apply state and no raft state: its log starts where a
+            // bootstrapped region's does.
+            None if is_initial(&apply_state) => initial_raft_state(),
+            None => {
+                return Err(Error::Corrupt(format!("{tag} has no raft state in the raft engine")));
+            }
+        };
         let mut ps = PeerStorage {
             region,
             raft_state,
@@ -478,6 +486,28 @@ impl PeerStorage {
         self.gen_tries.set(tries);
         *self.snap_gen.borrow_mut() = GenState::Requested;
         Err(raft::Error::SnapshotTemporarilyUnavailable)
+    }
+}
+
+/// Whether `state` is a new region's: nothing applied past the initial
+/// index, where its log was truncated.
+fn is_initial(state: &RaftApplyState) -> bool {
+    let truncated = state.truncated_state.unwrap_or_default();
+    state.applied_index == keys::RAFT_INIT_LOG_INDEX
+        && truncated.index == keys::RAFT_INIT_LOG_INDEX
+        && truncated.term == keys::RAFT_INIT_LOG_TERM
+}
+
+/// The raft state of a new region: term 5, commit 5, log ending at 5.
+fn initial_raft_state() -> RaftLocalState {
+    RaftLocalState {
+        hard_state: Some(raft::eraftpb::HardState {
+            term: keys::RAFT_INIT_LOG_TERM,
+            vote: 0,
+            commit: keys::RAFT_INIT_LOG_INDEX,
+        }),
+        last_index: keys::RAFT_INIT_LOG_INDEX,
+        last_term: keys::RAFT_INIT_LOG_TERM,
     }
 }
 

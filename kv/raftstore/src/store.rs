@@ -228,7 +228,10 @@ impl Store {
     }
 
     /// A client command, answered through [`Context::respond`] with
-    /// `token` (at once for an error, after it applies otherwise).
+    /// `token` (at once for an error, after it applies otherwise). A
+    /// command refused for a stale epoch learns the region's right-hand
+    /// neighbour on this store as well (TinyKV's sibling region): after a
+    /// split, that is where the rest of the client's old range went.
     ///
     /// # Errors
     ///
@@ -245,7 +248,14 @@ impl Store {
             ctx.respond(token, CmdResponse::new(resp));
             return Ok(());
         };
-        peer.propose_command(req, token, ctx);
+        let end = &peer.region().end_key;
+        let sibling = (!end.is_empty())
+            .then(|| self.meta.region_for_key(end))
+            .flatten()
+            .filter(|r| r.start_key == *end)
+            .cloned();
+        let mut with_sibling = SiblingContext { inner: ctx, sibling };
+        peer.propose_command(req, token, &mut with_sibling);
         self.on_peer_ready(region_id, ctx)
     }
 
@@ -298,6 +308,10 @@ impl Store {
                 peer.on_snapshot_applied(key, result)?;
                 self.on_peer_ready(region_id, ctx)
             }
+            TaskResult::SplitChecked { region, result, .. } => {
+                peer.on_split_checked(region, result, ctx);
+                Ok(())
+            }
             TaskResult::RaftLogGcDone { result, .. } => {
                 if let Err(e) = result {
                     log::warn!("{} raft log GC failed (the next one retries): {e}", peer.tag);
@@ -317,7 +331,7 @@ impl Store {
             return result;
         }
         for effect in effects {
-            self.apply_effect(effect)?;
+            self.apply_effect(effect, ctx)?;
         }
         // (Several changes may apply in one Ready: only the last region
         // is the peer's now.)
@@ -336,7 +350,7 @@ impl Store {
     /// # Errors
     ///
     /// An engine error destroying a peer.
-    fn apply_effect(&mut self, effect: StoreEffect) -> Result<()> {
+    fn apply_effect(&mut self, effect: StoreEffect, ctx: &mut dyn Context) -> Result<()> {
         match effect {
             StoreEffect::RegionChanged(region) => {
                 if !self.peers.contains_key(&region.id) {
@@ -349,6 +363,9 @@ impl Store {
                     self.meta.insert(region);
                 }
                 Ok(())
+            }
+            StoreEffect::SplitCreated { region, campaign } => {
+                self.create_split_peer(region, campaign, ctx)
             }
             StoreEffect::Destroy { region_id, peer_id } => {
                 self.on_destroy_effect(region_id, peer_id)
@@ -398,5 +415,37 @@ impl Store {
                 _ => true,
             },
         }
+    }
+}
+
+/// Adds the region's right-hand neighbour to every `epoch_not_match`
+/// answer (see [`Store::on_command`]); passes everything else through.
+struct SiblingContext<'a> {
+    inner: &'a mut dyn Context,
+    sibling: Option<tinykv_proto::metapb::Region>,
+}
+
+impl Context for SiblingContext<'_> {
+    fn send(&mut self, msg: RaftMessage) {
+        self.inner.send(msg);
+    }
+
+    fn respond(&mut self, token: Token, mut resp: CmdResponse) {
+        let error = resp.resp.header.as_mut().and_then(|h| h.error.as_mut());
+        if let (Some(sibling), Some(epoch)) =
+            (&self.sibling, error.and_then(|e| e.epoch_not_match.as_mut()))
+            && !epoch.current_regions.iter().any(|r| r.id == sibling.id)
+        {
+            epoch.current_regions.push(sibling.clone());
+        }
+        self.inner.respond(token, resp);
+    }
+
+    fn schedule(&mut self, task: crate::worker::Task) {
+        self.inner.schedule(task);
+    }
+
+    fn report(&mut self, task: crate::heartbeat::SchedulerTask) {
+        self.inner.report(task);
     }
 }

@@ -12,6 +12,7 @@
 //! | [`Task::GenSnapshot`] | writes the region's data, as of one point-in-time engine snapshot, into snapshot files | a leader whose raft node needs a snapshot for a follower |
 //! | [`Task::ApplySnapshot`] | replaces the region's data in the kv engine with a received snapshot's, then marks the region `Normal` | a follower that persisted a snapshot's metadata |
 //! | [`Task::RaftLogGc`] | syncs the kv engine, then deletes the region's raft log entries below an index | applying a `CompactLog` command |
+//! | [`Task::SplitCheck`] | measures the region's data in one engine view and, if it is too large, finds where to split it | a leader whose region grew (lab 3b, [`crate::split_check`]) |
 
 use std::fmt;
 
@@ -56,6 +57,21 @@ pub enum Task {
         /// The region the snapshot carries.
         region: Region,
     },
+    /// Measure `region`'s data in `engine_snap` and find a split key if it
+    /// holds more than `max_size` bytes (see [`crate::split_check`]).
+    SplitCheck {
+        /// The peer that asked for it.
+        peer_id: u64,
+        /// The region as the leader knew it (its epoch goes back with the
+        /// result: a split key found in an older range is useless).
+        region: Region,
+        /// The kv engine when the check was asked for.
+        engine_snap: Box<dyn tinykv_engine::Snapshot>,
+        /// Split only above this size.
+        max_size: u64,
+        /// Split after about this many bytes.
+        split_size: u64,
+    },
     /// Delete region `region_id`'s raft log entries with index `< end`,
     /// after making the kv engine durable (the truncated state that says
     /// they are not needed lives there, in unsynced batches).
@@ -75,13 +91,14 @@ impl Task {
         match self {
             Task::GenSnapshot { key, .. } | Task::ApplySnapshot { key, .. } => key.region_id,
             Task::RaftLogGc { region_id, .. } => *region_id,
+            Task::SplitCheck { region, .. } => region.id,
         }
     }
 
     /// Whether the task touches snapshots (the "region worker" runs those;
     /// log GC runs on its own worker).
     pub fn is_snapshot_task(&self) -> bool {
-        !matches!(self, Task::RaftLogGc { .. })
+        matches!(self, Task::GenSnapshot { .. } | Task::ApplySnapshot { .. })
     }
 }
 
@@ -93,6 +110,7 @@ impl fmt::Debug for Task {
             Task::RaftLogGc { region_id, end, .. } => {
                 write!(f, "RaftLogGc(region {region_id}, below {end})")
             }
+            Task::SplitCheck { region, .. } => write!(f, "SplitCheck(region {})", region.id),
         }
     }
 }
@@ -118,6 +136,16 @@ pub enum TaskResult {
         /// Done, or what went wrong.
         result: Result<(), String>,
     },
+    /// A split check finished.
+    SplitChecked {
+        /// The peer that asked for it.
+        peer_id: u64,
+        /// The region as it was checked (its epoch tells whether the
+        /// split key still applies).
+        region: Region,
+        /// The region's data size in bytes, and where to split it.
+        result: crate::split_check::SplitCheckResult,
+    },
     /// Raft log entries were deleted.
     RaftLogGcDone {
         /// The peer that asked for it.
@@ -136,6 +164,7 @@ impl TaskResult {
             TaskResult::SnapshotGenerated { region_id, .. }
             | TaskResult::RaftLogGcDone { region_id, .. } => *region_id,
             TaskResult::SnapshotApplied { key, .. } => key.region_id,
+            TaskResult::SplitChecked { region, .. } => region.id,
         }
     }
 
@@ -144,7 +173,8 @@ impl TaskResult {
         match self {
             TaskResult::SnapshotGenerated { peer_id, .. }
             | TaskResult::SnapshotApplied { peer_id, .. }
-            | TaskResult::RaftLogGcDone { peer_id, .. } => *peer_id,
+            | TaskResult::RaftLogGcDone { peer_id, .. }
+            | TaskResult::SplitChecked { peer_id, .. } => *peer_id,
         }
     }
 }
@@ -169,6 +199,11 @@ pub fn run_task(task: Task, engines: &Engines, snaps: &SnapManager) -> TaskResul
         Task::RaftLogGc { peer_id, region_id, end } => {
             let result = gc_raft_log(region_id, end, engines);
             TaskResult::RaftLogGcDone { peer_id, region_id, result }
+        }
+        Task::SplitCheck { peer_id, region, engine_snap, max_size, split_size } => {
+            let result =
+                crate::split_check::check(&region, engine_snap.as_ref(), max_size, split_size);
+            TaskResult::SplitChecked { peer_id, region, result }
         }
     }
 }

@@ -40,7 +40,7 @@ use tinykv_proto::raft_cmdpb::{
     SnapRequest,
 };
 use tinykv_proto::raft_serverpb::{PeerState, RaftMessage, RaftSnapshotData, RegionLocalState};
-use tinykv_proto::schedulerpb::RegionHeartbeatResponse;
+use tinykv_proto::schedulerpb::{AskSplitRequest, AskSplitResponse, RegionHeartbeatResponse};
 use tinykv_raftstore::bootstrap::{bootstrap_region, bootstrap_store, first_region};
 use tinykv_raftstore::error::response_error;
 use tinykv_raftstore::{
@@ -52,6 +52,7 @@ use tinykv_scheduler::{MockScheduler, ScheduleError, Scheduled as Operated};
 use crate::capture;
 use crate::history::{FaultRecord, History, OpKind, OpRecord, OpResult};
 use crate::network::{NetConfig, Network, SCHEDULER_NODE};
+use crate::region_cache::RegionCache;
 
 /// The region a new cluster starts with.
 pub const FIRST_REGION: u64 = 1;
@@ -153,6 +154,9 @@ enum Event {
     ToScheduler { from: u64, task: Box<SchedulerTask> },
     /// The scheduler's answer (an operator) reaches a store.
     FromScheduler { to: u64, resp: Box<RegionHeartbeatResponse> },
+    /// The scheduler's answer to an `AskSplit` (the new region's ids)
+    /// reaches the store that asked.
+    SplitIds { to: u64, region: Box<metapb::Region>, split_key: Vec<u8>, resp: AskSplitResponse },
 }
 
 struct Scheduled {
@@ -206,12 +210,26 @@ struct Pending {
     token: Token,
     /// Attempts so far.
     attempts: u32,
+    /// The region the attempt went to.
+    region_id: u64,
+    /// A scan goes region by region: where the next region's part starts,
+    /// and the rows of the parts done.
+    scan: Option<ScanProgress>,
+}
+
+#[derive(Debug, Default)]
+struct ScanProgress {
+    cursor: Vec<u8>,
+    rows: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 #[derive(Debug, Default)]
 struct Client {
     /// The store it believes leads each region, by region id.
     leaders: BTreeMap<u64, u64>,
+    /// The regions it knows of (filled from the scheduler on a miss,
+    /// refreshed from region errors).
+    regions: RegionCache,
     op: Option<Pending>,
     /// The history record of its last finished operation.
     last_done: Option<usize>,
@@ -508,6 +526,9 @@ impl Cluster {
             Event::DeliverSnapshot { to, msg, data } => self.on_deliver_snapshot(to, *msg, data),
             Event::ToScheduler { from, task } => self.on_to_scheduler(from, *task),
             Event::FromScheduler { to, resp } => self.on_from_scheduler(to, *resp),
+            Event::SplitIds { to, region, split_key, resp } => {
+                self.on_split_ids(to, *region, split_key, resp);
+            }
         }
         true
     }
@@ -968,6 +989,27 @@ impl Cluster {
                     ),
                 }
             }
+            SchedulerTask::AskSplit { region, split_key, .. } => {
+                self.mix(&[self.now, 11, from, region.id]);
+                let req = AskSplitRequest { region: Some(region.clone()), ..Default::default() };
+                match self.scheduler.ask_split(req) {
+                    Ok(resp) => {
+                        for delay in self.net.route(SCHEDULER_NODE, from, &mut self.rng) {
+                            let (region, split_key) = (Box::new(region.clone()), split_key.clone());
+                            let resp = resp.clone();
+                            self.schedule(
+                                delay,
+                                Event::SplitIds { to: from, region, split_key, resp },
+                            );
+                        }
+                    }
+                    // A stale ask (the region changed since the check):
+                    // the next check asks again if it must.
+                    Err(e) => {
+                        log::info!("the scheduler refused a split of region {}: {e}", region.id)
+                    }
+                }
+            }
             SchedulerTask::StoreHeartbeat(req) => {
                 self.mix(&[self.now, 9, from]);
                 if let Err(e) = self.scheduler.on_store_heartbeat(req) {
@@ -978,6 +1020,37 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    fn on_split_ids(
+        &mut self,
+        to: u64,
+        region: metapb::Region,
+        split_key: Vec<u8>,
+        resp: AskSplitResponse,
+    ) {
+        self.mix(&[self.now, 12, to, region.id, resp.new_region_id]);
+        self.with_store(to, |s, fx| s.on_ask_split_response(region, split_key, resp, fx));
+    }
+
+    /// Asks for a split of `region_id` at `split_key` now, as its leader's
+    /// split check would (new ids from the scheduler, proposed by the
+    /// leader's store); the report's timeline shows it. Returns the new
+    /// region's id (`None`: no leader, or the scheduler refused).
+    pub fn ask_split(&mut self, region_id: u64, split_key: &[u8]) -> Option<u64> {
+        let store = self.leader_of(region_id)?;
+        let region = self.store(store)?.peer(region_id)?.region().clone();
+        let req = AskSplitRequest { region: Some(region.clone()), ..Default::default() };
+        let resp = self.scheduler.ask_split(req).ok()?;
+        let new_region_id = resp.new_region_id;
+        self.fault(format!(
+            "split region {region_id} at {:?} (new region {new_region_id}, proposed on store {store})",
+            crate::history::show(split_key)
+        ));
+        let delay = self.net.latency(&mut self.rng);
+        let (region, split_key) = (Box::new(region), split_key.to_vec());
+        self.schedule(delay, Event::SplitIds { to: store, region, split_key, resp });
+        Some(new_region_id)
     }
 
     fn on_from_scheduler(&mut self, to: u64, resp: RegionHeartbeatResponse) {
@@ -1180,9 +1253,15 @@ impl Cluster {
     pub fn start_op(&mut self, client: u64, kind: OpKind) {
         let c = self.clients.entry(client).or_default();
         assert!(c.op.is_none(), "client {client} already has an operation in flight");
+        let scan = match &kind {
+            OpKind::Scan { start, .. } => {
+                Some(ScanProgress { cursor: start.clone(), rows: vec![] })
+            }
+            _ => None,
+        };
         let record = self.new_record(client, kind);
         let c = self.clients.get_mut(&client).unwrap();
-        c.op = Some(Pending { record, token: 0, attempts: 0 });
+        c.op = Some(Pending { record, token: 0, attempts: 0, region_id: 0, scan });
         self.attempt(client);
     }
 
@@ -1239,19 +1318,51 @@ impl Cluster {
         ids[self.rng.range(0, ids.len())]
     }
 
+    /// The key whose region `client`'s operation goes to next: its key,
+    /// or where the rest of its scan starts.
+    fn pending_key(&self, client: u64) -> Vec<u8> {
+        let p = self.clients[&client].op.as_ref().unwrap();
+        match &p.scan {
+            Some(scan) => scan.cursor.clone(),
+            None => op_key(&self.history.ops[p.record].kind).to_vec(),
+        }
+    }
+
+    /// The region of `key` for `client`: from its cache, else from the
+    /// scheduler (and then cached).
+    fn client_region(&mut self, client: u64, key: &[u8]) -> Option<metapb::Region> {
+        if let Some(r) = self.clients[&client].regions.find(key) {
+            return Some(r.clone());
+        }
+        let region = self.scheduler.region_by_key(key)?.clone();
+        self.clients.get_mut(&client).unwrap().regions.insert(region.clone());
+        Some(region)
+    }
+
     fn attempt(&mut self, client: u64) {
         let record = self.clients[&client].op.as_ref().unwrap().record;
         let kind = self.history.ops[record].kind.clone();
-        let region = self.scheduler.region_by_key(op_key(&kind)).cloned();
-        let store = self.pick_store(client, region.as_ref());
+        let key = self.pending_key(client);
         let token = self.next_token;
         self.next_token += 1;
+        let Some(region) = self.client_region(client, &key) else {
+            // No region is known to hold the key (the scheduler has not
+            // heard of both halves of a split yet): wait, then look again.
+            // The wait ends like a timeout of an attempt never sent.
+            let p = self.clients.get_mut(&client).unwrap().op.as_mut().unwrap();
+            p.token = token;
+            let backoff = 10 * MS + self.rng.next_u64() % (40 * MS);
+            self.schedule(backoff, Event::Timeout { client, token });
+            return;
+        };
+        let store = self.pick_store(client, Some(&region));
         self.tokens.insert(token, (client, store));
         let c = self.clients.get_mut(&client).unwrap();
         let p = c.op.as_mut().unwrap();
         p.token = token;
         p.attempts += 1;
-        let req = self.command(store, &kind);
+        p.region_id = region.id;
+        let req = command_in(&region, store, &kind, &key);
         let delay = self.net.latency(&mut self.rng);
         self.schedule(delay, Event::Command { store, token, req: Box::new(req) });
         let timeout = self.cfg.request_timeout_us;
@@ -1302,8 +1413,9 @@ impl Cluster {
         self.direct.remove(&token).flatten()
     }
 
-    /// The command a client sends to `store` for `kind`: a header naming
-    /// the region, the store's peer and the region's epoch, and one request.
+    /// The command a client sends to `store` for `kind`, in the region
+    /// the scheduler knows for the operation's key: a header naming the
+    /// region, the store's peer and the region's epoch, and one request.
     ///
     /// # Panics
     ///
@@ -1314,43 +1426,7 @@ impl Cluster {
             .scheduler
             .region_by_key(key)
             .unwrap_or_else(|| panic!("no region holds key {key:?}"));
-        let peer = region.peers.iter().find(|p| p.store_id == store).copied();
-        let header = RaftRequestHeader {
-            region_id: region.id,
-            peer,
-            region_epoch: region.region_epoch,
-            term: 0,
-        };
-        let cf = Cf::Default.name().to_string();
-        let request = match kind {
-            OpKind::Put { key, value } => Request {
-                cmd_type: CmdType::Put as i32,
-                put: Some(PutRequest { cf, key: key.clone(), value: value.clone() }),
-                ..Default::default()
-            },
-            OpKind::Get { key } => Request {
-                cmd_type: CmdType::Get as i32,
-                get: Some(GetRequest { cf, key: key.clone() }),
-                ..Default::default()
-            },
-            OpKind::Delete { key } => Request {
-                cmd_type: CmdType::Delete as i32,
-                delete: Some(DeleteRequest { cf, key: key.clone() }),
-                ..Default::default()
-            },
-            OpKind::Scan { .. } => Request {
-                cmd_type: CmdType::Snap as i32,
-                snap: Some(SnapRequest {}),
-                ..Default::default()
-            },
-        };
-        RaftCmdRequest { header: Some(header), requests: vec![request], admin_request: None }
-    }
-
-    /// The region (as the scheduler knows it) of `client`'s operation.
-    fn op_region(&self, client: u64) -> u64 {
-        let Some(p) = self.clients.get(&client).and_then(|c| c.op.as_ref()) else { return 0 };
-        self.scheduler.region_by_key(op_key(&self.history.ops[p.record].kind)).map_or(0, |r| r.id)
+        command_in(region, store, kind, key)
     }
 
     fn current(&self, client: u64, token: Token) -> bool {
@@ -1374,20 +1450,25 @@ impl Cluster {
             let record = self.new_record(client, self.history.ops[old].kind.clone());
             self.clients.get_mut(&client).unwrap().op.as_mut().unwrap().record = record;
         }
-        // The store may be down or cut off: forget it and try another.
-        self.clients.get_mut(&client).unwrap().leaders.clear();
+        // The store may be down or cut off, or the region moved: forget
+        // both and try another.
+        let c = self.clients.get_mut(&client).unwrap();
+        c.leaders.clear();
+        let region_id = c.op.as_ref().map_or(0, |p| p.region_id);
+        c.regions.evict(region_id);
         self.attempt(client);
     }
 
-    /// A client scan's rows, read from the answer's engine snapshot while
-    /// the answering store still runs (as a server reads them before it
-    /// replies).
+    /// A client scan's rows in the answering region, read from the
+    /// answer's engine snapshot while the answering store still runs (as a
+    /// server reads them before it replies).
     fn read_now(&self, token: Token, resp: &CmdResponse) -> Option<OpResult> {
         let (client, _) = self.tokens.get(&token)?;
-        let record = self.clients.get(client)?.op.as_ref()?.record;
-        let kind = &self.history.ops[record].kind;
+        let p = self.clients.get(client)?.op.as_ref()?;
+        let OpKind::Scan { end, .. } = &self.history.ops[p.record].kind else { return None };
+        let cursor = &p.scan.as_ref()?.cursor;
         let ok = response_error(&resp.resp).is_none();
-        (ok && matches!(kind, OpKind::Scan { .. })).then(|| read_result(kind, resp))
+        ok.then(|| OpResult::Rows(scan_part(cursor, end, resp)))
     }
 
     fn on_answer(&mut self, token: Token, resp: CmdResponse, read: Option<OpResult>) {
@@ -1401,32 +1482,79 @@ impl Cluster {
         }
         self.mix(&[self.now, 5, client, token]);
         if let Some(err) = response_error(&resp.resp) {
-            let nl = err.not_leader.as_ref();
-            let hint = nl.and_then(|nl| nl.leader).map(|p| p.store_id);
-            let region = nl.map(|nl| nl.region_id);
-            let leaders = &mut self.clients.get_mut(&client).unwrap().leaders;
-            // Every other error (epoch not match, region not found, a
-            // store without a peer, ...) means the client's view is stale:
-            // forget what it believed.
-            leaders.clear();
-            if let (Some(hint), Some(region)) = (hint, region) {
-                leaders.insert(region, hint);
+            return self.on_region_error(client, token, err.clone());
+        }
+        let c = self.clients.get_mut(&client).unwrap();
+        let p = c.op.as_mut().unwrap();
+        c.leaders.insert(p.region_id, store);
+        let kind = &self.history.ops[p.record].kind;
+        if let (Some(scan), OpKind::Scan { end, .. }) = (p.scan.as_mut(), kind) {
+            let region = snap_region(&resp).unwrap_or_default();
+            if !region_holds(&region, &scan.cursor) {
+                // The region split between the epoch check and the read:
+                // the part read is not the one asked for. Look again.
+                let region_id = p.region_id;
+                c.regions.evict(region_id);
                 return self.attempt(client);
             }
-            // No better idea: wait a little (an election may be on), then
-            // try a random store. The wait ends like a timeout.
-            let backoff = 10 * MS + self.rng.next_u64() % (40 * MS);
-            self.schedule(backoff, Event::Timeout { client, token });
-            return;
+            if let Some(OpResult::Rows(rows)) = read {
+                scan.rows.extend(rows);
+            }
+            let region_end = region.end_key;
+            let finished = region_end.is_empty() || (!end.is_empty() && region_end >= *end);
+            if !finished {
+                // The rest of the range is in the next region.
+                scan.cursor = region_end;
+                return self.attempt(client);
+            }
         }
-        let region = self.op_region(client);
-        let c = self.clients.get_mut(&client).unwrap();
-        c.leaders.insert(region, store);
         let p = c.op.take().unwrap();
         c.last_done = Some(p.record);
         let record = &mut self.history.ops[p.record];
         record.ret_us = Some(self.now);
-        record.result = Some(read.unwrap_or_else(|| read_result(&record.kind, &resp)));
+        record.result = Some(match p.scan {
+            Some(scan) => OpResult::Rows(scan.rows),
+            None => read_result(&record.kind, &resp),
+        });
+    }
+
+    /// A store refused `client`'s attempt: learn what the error says (a
+    /// leader, the regions after a split), forget what it proves wrong,
+    /// and try again, at once if it learned where to go, else after a
+    /// back-off (an election may be on).
+    fn on_region_error(&mut self, client: u64, token: Token, err: tinykv_proto::errorpb::Error) {
+        let c = self.clients.get_mut(&client).unwrap();
+        let region_id = c.op.as_ref().map_or(0, |p| p.region_id);
+        // Whatever the error, the client's view of the leaders is stale.
+        c.leaders.clear();
+        if let Some(nl) = &err.not_leader
+            && let Some(leader) = nl.leader
+        {
+            c.leaders.insert(nl.region_id, leader.store_id);
+            return self.attempt(client);
+        }
+        if let Some(stale) = &err.epoch_not_match {
+            let known =
+                c.regions.find_id(region_id).map_or(0, |r| r.region_epoch.map_or(0, |e| e.version));
+            let newer = stale
+                .current_regions
+                .iter()
+                .any(|r| r.region_epoch.is_some_and(|e| e.version > known));
+            c.regions.evict(region_id);
+            for r in &stale.current_regions {
+                c.regions.insert(r.clone());
+            }
+            if newer {
+                return self.attempt(client);
+            }
+        }
+        // Any other refusal (key_not_in_region, region_not_found, a peer
+        // that is not the one the client named after a conf change, ...)
+        // means the cached region is wrong: ask the scheduler next time.
+        c.regions.evict(region_id);
+        // The wait ends like a timeout.
+        let backoff = 10 * MS + self.rng.next_u64() % (40 * MS);
+        self.schedule(backoff, Event::Timeout { client, token });
     }
 
     /// Runs `kind` as `client` until it succeeds (retrying through
@@ -1581,6 +1709,76 @@ fn read_snapshot(snaps: &SnapManager, key: SnapKey) -> Result<Vec<u8>, String> {
     Ok(data)
 }
 
+/// The command for `kind` (at `key`: where a scan's next part starts) to
+/// `store`, in `region`: a header naming the region, the store's peer and
+/// the region's epoch, and one request.
+fn command_in(region: &metapb::Region, store: u64, kind: &OpKind, key: &[u8]) -> RaftCmdRequest {
+    let _ = key;
+    let peer = region.peers.iter().find(|p| p.store_id == store).copied();
+    let header = RaftRequestHeader {
+        region_id: region.id,
+        peer,
+        region_epoch: region.region_epoch,
+        term: 0,
+    };
+    let cf = Cf::Default.name().to_string();
+    let request = match kind {
+        OpKind::Put { key, value } => Request {
+            cmd_type: CmdType::Put as i32,
+            put: Some(PutRequest { cf, key: key.clone(), value: value.clone() }),
+            ..Default::default()
+        },
+        OpKind::Get { key } => Request {
+            cmd_type: CmdType::Get as i32,
+            get: Some(GetRequest { cf, key: key.clone() }),
+            ..Default::default()
+        },
+        OpKind::Delete { key } => Request {
+            cmd_type: CmdType::Delete as i32,
+            delete: Some(DeleteRequest { cf, key: key.clone() }),
+            ..Default::default()
+        },
+        OpKind::Scan { .. } => Request {
+            cmd_type: CmdType::Snap as i32,
+            snap: Some(SnapRequest {}),
+            ..Default::default()
+        },
+    };
+    RaftCmdRequest { header: Some(header), requests: vec![request], admin_request: None }
+}
+
+/// Whether `key` lies in `region`'s range.
+fn region_holds(region: &metapb::Region, key: &[u8]) -> bool {
+    region.start_key.as_slice() <= key && (region.end_key.is_empty() || key < &region.end_key[..])
+}
+
+/// The region a `Snap` answer was read in.
+fn snap_region(resp: &CmdResponse) -> Option<metapb::Region> {
+    resp.resp.responses.first()?.snap.as_ref()?.region.clone()
+}
+
+/// The rows of a scan's part in the answering region: from `cursor` to
+/// `end` or the region's end, whichever comes first.
+fn scan_part(cursor: &[u8], end: &[u8], resp: &CmdResponse) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let snap = resp.snap.as_ref().unwrap_or_else(|| {
+        panic!(
+            "the answer to a scan (a Snap command) carries no snapshot: was it meant for another \
+             command? {:?}",
+            resp.resp
+        )
+    });
+    let region_end = snap_region(resp).map(|r| r.end_key).unwrap_or_default();
+    let stop = match (end.is_empty(), region_end.is_empty()) {
+        (true, true) => None,
+        (true, false) => Some(region_end),
+        (false, true) => Some(end.to_vec()),
+        (false, false) => Some(end.to_vec().min(region_end)),
+    };
+    snap.iter(Cf::Default, cursor, stop.as_deref())
+        .map(|kv| kv.expect("reading a snapshot"))
+        .collect()
+}
+
 /// The key whose region an operation goes to.
 fn op_key(kind: &OpKind) -> &[u8] {
     match kind {
@@ -1598,20 +1796,6 @@ fn read_result(kind: &OpKind, resp: &CmdResponse) -> OpResult {
                 resp.resp.responses.first().and_then(|r| r.get.as_ref()).map(|g| g.value.clone());
             OpResult::Value(value.filter(|v| !v.is_empty()))
         }
-        OpKind::Scan { start, end } => {
-            let snap = resp.snap.as_ref().unwrap_or_else(|| {
-                panic!(
-                    "the answer to a scan (a Snap command) carries no snapshot: was it meant \
-                     for another command? {:?}",
-                    resp.resp
-                )
-            });
-            let end = (!end.is_empty()).then_some(end.as_slice());
-            let rows = snap
-                .iter(Cf::Default, start, end)
-                .map(|kv| kv.expect("reading a snapshot"))
-                .collect();
-            OpResult::Rows(rows)
-        }
+        OpKind::Scan { start, end } => OpResult::Rows(scan_part(start, end, resp)),
     }
 }

@@ -6,6 +6,7 @@
 //! | [`cluster`] | stores, network, clients and virtual time in one thread |
 //! | [`network`] | latency, drops, duplicates, partitions |
 //! | [`history`] | what clients did and saw |
+//! | [`region_cache`] | a client's regions by key, refreshed from region errors |
 //! | [`linearizability`] | the linearizability checker |
 //! | [`workload`] | the generic workload (clients × faults × restarts) and its checks |
 //! | [`suite`] | seed, log capture, final checks and the failure report of a graded test |
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod history;
 pub mod linearizability;
 pub mod network;
+pub mod region_cache;
 pub mod report;
 pub mod suite;
 pub mod workload;

@@ -310,12 +310,16 @@ fn start_next(cluster: &mut Cluster, client: u64, st: &mut ClientState, w: &Work
     cluster.start_op(client, kind);
 }
 
-/// Asks the scheduler for a random operator on the first region: remove
-/// the peer of a random store, add one there, or (one time in three) move
-/// the leadership to a random member. True if the scheduler took it (it
-/// refuses while a conf change is in flight).
+/// Asks the scheduler for a random operator on a random region it knows:
+/// remove the peer of a random store, add one there, or (one time in
+/// three) move the leadership to a random member. True if the scheduler
+/// took it (it refuses while a conf change is in flight).
 fn random_operator(cluster: &mut Cluster) -> bool {
-    let region = crate::cluster::FIRST_REGION;
+    let regions: Vec<u64> = cluster.scheduler.regions().map(|r| r.id).collect();
+    if regions.is_empty() {
+        return false;
+    }
+    let region = regions[cluster.rng().range(0, regions.len())];
     let ids = cluster.store_ids();
     let store = ids[cluster.rng().range(0, ids.len())];
     let transfer = cluster.rng().range(0, 3) == 0;

@@ -14,10 +14,12 @@
 //! | [`epoch`] | which commands check which part of the region epoch | 3b |
 //! | [`conf_change`] | `ChangePeer`: add or remove a peer | 3b |
 //! | [`transfer_leader`] | `TransferLeader`: move the leadership | 3b |
+//! | [`split`] | `Split`: cut the region in two at a key | 3b |
 
 pub mod compact_log;
 pub mod conf_change;
 pub mod epoch;
+pub mod split;
 pub mod transfer_leader;
 
 use raft::eraftpb::ConfChange;
@@ -32,12 +34,14 @@ impl Peer {
     /// Routes a client command to its proposer (given): `ChangePeer` to
     /// [`propose_change_peer`](Peer::propose_change_peer), `TransferLeader`
     /// to [`propose_transfer_leader`](Peer::propose_transfer_leader)
-    /// (lab 3b), everything else to [`propose`](Peer::propose) (lab 2b),
+    /// (lab 3b), `Split` to [`propose_split`](Peer::propose_split) (the
+    /// store's own, after a split check), everything else to [`propose`](Peer::propose) (lab 2b),
     /// whose checks refuse other admin commands from clients.
     pub fn propose_command(&mut self, req: RaftCmdRequest, token: Token, ctx: &mut dyn Context) {
         match req.admin_request.as_ref().map(|a| a.cmd_type()) {
             Some(AdminCmdType::ChangePeer) => self.propose_change_peer(req, token, ctx),
             Some(AdminCmdType::TransferLeader) => self.propose_transfer_leader(req, token, ctx),
+            Some(AdminCmdType::Split) => self.propose_split(req, token, ctx),
             _ => self.propose(req, token, ctx),
         }
     }
@@ -60,6 +64,14 @@ pub enum ExecResult {
         cc: ConfChange,
         /// The region after it.
         region: Region,
+    },
+    /// A split applied: the region is now `derived` (its left part), and
+    /// `new_region` (the right part) needs a peer on this store.
+    Split {
+        /// The parent region after the split.
+        derived: Region,
+        /// The region split off.
+        new_region: Region,
     },
 }
 
