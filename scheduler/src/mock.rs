@@ -481,6 +481,12 @@ pub enum ScheduleError {
 ///   can apply on top of the known epoch is the one sent with it; another
 ///   one is a replayed old operator (a store that proposed with its own
 ///   epoch rather than the response's) or a change nobody asked for.
+/// - **(f) [`BreachKind::PeerIdInTwoRegions`]:** a peer id the scheduler
+///   saw in one region is reported in another. Peer ids come from the
+///   scheduler's allocator (a conf change's new peer, a split's new
+///   peers), which never repeats one, so a peer belongs to one region
+///   forever: a split that gave the new region its parent's peer ids
+///   instead of the ones `ask_split` allocated breaks this.
 ///
 /// [`BreachKind::Malformed`] reports are not region states at all: no
 /// region, no epoch, no peers, an empty range, or two peers sharing an
@@ -506,6 +512,13 @@ pub enum BreachKind {
     Malformed(&'static str),
     /// (d) The sender is not a peer of the region it reports.
     LeaderNotInRegion,
+    /// (f) A peer id already seen in another region.
+    PeerIdInTwoRegions {
+        /// The peer id.
+        peer_id: u64,
+        /// The region it was seen in first.
+        first_region: u64,
+    },
     /// (a) The known epoch with another range or peer set.
     SameEpochDifferentRegion,
     /// (b) `conf_ver` rose, the peers did not change.
@@ -537,6 +550,9 @@ impl BreachKind {
         match self {
             BreachKind::Malformed(_) => "malformed heartbeat",
             BreachKind::LeaderNotInRegion => "the leader is not a peer of the region it reports",
+            BreachKind::PeerIdInTwoRegions { .. } => {
+                "a peer id of another region is reported (peer ids are allocated once)"
+            }
             BreachKind::SameEpochDifferentRegion => {
                 "the same epoch names two different regions (two conf changes or splits raced)"
             }
@@ -558,6 +574,9 @@ impl fmt::Display for Breach {
         write!(f, "region {}: {}", self.region_id, self.kind.headline())?;
         match &self.kind {
             BreachKind::Malformed(what) => write!(f, " ({what})")?,
+            BreachKind::PeerIdInTwoRegions { peer_id, first_region } => {
+                write!(f, " (peer {peer_id}, first seen in region {first_region})")?;
+            }
             BreachKind::UnscheduledConfChange { in_flight: Some(op) } => {
                 write!(f, " (in flight: {op})")?;
             }
@@ -639,6 +658,10 @@ pub struct MockScheduler {
     /// the done-detection of its operator work across the removal.
     /// Invariant: no key is in `regions`.
     replaced: BTreeMap<u64, Region>,
+    /// Peer id → the region it was first seen in (bootstrap and accepted
+    /// reports). Invariant: a peer id belongs to one region forever
+    /// (check (f)).
+    peer_regions: BTreeMap<u64, u64>,
     /// Region id → its pending operator. Invariant: each key is in
     /// `regions` or in `replaced`. A region removed for overlap keeps its
     /// operator, `in_flight_since` included: a conf change in flight in
@@ -1013,6 +1036,15 @@ impl MockScheduler {
         if !leader.is_some_and(|l| reported.peers.contains(&l)) {
             return Err(BreachKind::LeaderNotInRegion);
         }
+        // (f), likewise.
+        for peer in &reported.peers {
+            match self.peer_regions.get(&peer.id) {
+                Some(&first_region) if first_region != reported.id => {
+                    return Err(BreachKind::PeerIdInTwoRegions { peer_id: peer.id, first_region });
+                }
+                _ => {}
+            }
+        }
         if let Some(known) = self.known_by_id(reported.id) {
             if is_stale(epoch(reported), epoch(known)) {
                 return Ok(Verdict::Stale);
@@ -1149,6 +1181,7 @@ impl MockScheduler {
         self.saw_id(region.id);
         for peer in &region.peers {
             self.saw_id(peer.id);
+            self.peer_regions.entry(peer.id).or_insert(region.id);
         }
     }
 
@@ -1301,6 +1334,37 @@ mod tests {
         assert_eq!(check_against_known(&known, Some(&remove), &added), unscheduled(Some(remove)));
         let twice = region(3, 1, &[(1, 1), (2, 2), (9, 3)]);
         assert_eq!(check_against_known(&known, Some(&add), &twice), unscheduled(Some(add)));
+    }
+
+    #[test]
+    fn a_peer_id_of_another_region_is_a_breach() {
+        let mut scheduler = MockScheduler::new();
+        for id in 1..=2 {
+            scheduler.put_store(Store { id, ..Default::default() });
+        }
+        let parent = region(1, 1, &[(3, 1), (4, 2)]);
+        scheduler.bootstrap(parent).unwrap();
+        // A split whose new region reuses the parent's peer ids.
+        let mut child = region(1, 2, &[(3, 1), (4, 2)]);
+        child.id = 9;
+        child.start_key = b"m".to_vec();
+        let leader = child.peers[0];
+        let report = RegionHeartbeatRequest {
+            region: Some(child.clone()),
+            leader: Some(leader),
+            ..Default::default()
+        };
+        let breach = scheduler.on_region_heartbeat(report).unwrap_err();
+        assert_eq!(breach.kind, BreachKind::PeerIdInTwoRegions { peer_id: 3, first_region: 1 });
+        assert!(breach.to_string().contains("peer 3, first seen in region 1"), "{breach}");
+        // With fresh ids it is fine.
+        child.peers = vec![Peer { id: 7, store_id: 1 }, Peer { id: 8, store_id: 2 }];
+        let report = RegionHeartbeatRequest {
+            leader: Some(child.peers[0]),
+            region: Some(child),
+            ..Default::default()
+        };
+        assert!(scheduler.on_region_heartbeat(report).is_ok());
     }
 
     #[test]
