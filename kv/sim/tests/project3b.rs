@@ -579,6 +579,12 @@ fn same_seed_same_run_3b() {
         w.round_us = 800 * MS;
         w.conf_changes = true;
         let stats = workload::run(&mut c, &w).expect("the workload");
+        // A conf change still in flight could remove the member chosen.
+        let until = c.now() + 20 * SEC;
+        while c.scheduler.in_flight(R).is_some() {
+            assert!(c.now() < until, "seed {seed}: a conf change stayed in flight for 20 s");
+            c.run_for(10 * MS);
+        }
         let member = c.scheduler.region(R).and_then(|r| r.peers.last()).map(|p| p.store_id);
         c.must_transfer_leader(R, member.expect("the region has a peer"));
         let regions: Vec<Option<Region>> =

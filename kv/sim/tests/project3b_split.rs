@@ -448,6 +448,14 @@ fn splits_in_a_row_tile_the_key_space_3b() {
             if settled_counts.last().copied().unwrap_or(0) < 5 {
                 return Err(format!("too few splits: region counts {settled_counts:?}"));
             }
+            let reported: u64 = regions(c)
+                .iter()
+                .filter_map(|r| c.scheduler.region_info(r.id))
+                .map(|i| i.approximate_size)
+                .sum();
+            if reported == 0 {
+                return Err("no region heartbeat carries an approximate size".into());
+            }
             if c.scheduler.region(FIRST_REGION).is_none_or(|r| r.end_key.is_empty()) {
                 return Err("region 1 should end before +inf after the splits".into());
             }
