@@ -21,6 +21,7 @@
 //! the store that led the parent campaigns at once, so the new region has
 //! a leader without waiting an election timeout.
 
+use prost::Message as _;
 use tinykv_engine::WriteBatch;
 use tinykv_engine::keys::{self, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 use tinykv_proto::metapb::Region;
@@ -47,7 +48,6 @@ impl Peer {
     /// one new peer id per member. It goes into the log as a normal entry
     /// carrying the encoded request; its answer comes when it applies.
     pub fn propose_split(&mut self, req: RaftCmdRequest, token: Token, ctx: &mut dyn Context) {
-        use prost::Message as _;
         if let Err(e) = self.check_admin_header(&req) {
             return self.respond_error(token, e, ctx);
         }
