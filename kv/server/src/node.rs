@@ -159,6 +159,7 @@ enum Input {
     TaskResult(Box<TaskResult>),
     Command(Box<RaftCmdRequest>, mpsc::Sender<CmdResponse>),
     Region(u64, mpsc::Sender<Option<Region>>),
+    RegionForKey(Vec<u8>, mpsc::Sender<Option<Region>>),
     Stop,
 }
 
@@ -179,6 +180,7 @@ impl std::fmt::Debug for Input {
             Input::TaskResult(r) => write!(f, "TaskResult({r:?})"),
             Input::Command(..) => f.write_str("Command"),
             Input::Region(..) => f.write_str("Region"),
+            Input::RegionForKey(..) => f.write_str("RegionForKey"),
             Input::Stop => f.write_str("Stop"),
         }
     }
@@ -302,6 +304,20 @@ impl NodeHandle {
         let (tx, rx) = mpsc::channel();
         self.tx
             .send(Input::Region(region_id, tx))
+            .map_err(|_| NodeError::Stopped(self.store_id))?;
+        rx.recv().map_err(|_| NodeError::Stopped(self.store_id))
+    }
+
+    /// The region of this store whose range holds `key` (lab 3b: a store
+    /// holds many regions once they split).
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Stopped`].
+    pub fn region_for_key(&self, key: &[u8]) -> Result<Option<Region>, NodeError> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Input::RegionForKey(key.to_vec(), tx))
             .map_err(|_| NodeError::Stopped(self.store_id))?;
         rx.recv().map_err(|_| NodeError::Stopped(self.store_id))
     }
@@ -543,6 +559,10 @@ fn run_store(
             }
             Some(Input::Region(region_id, reply)) => {
                 let _ = reply.send(store.peer(region_id).map(|p| p.region().clone()));
+                Ok(())
+            }
+            Some(Input::RegionForKey(key, reply)) => {
+                let _ = reply.send(store.meta().region_for_key(&key).cloned());
                 Ok(())
             }
             Some(Input::Stop) => break,

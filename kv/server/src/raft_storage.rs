@@ -5,6 +5,15 @@
 //! region); a reader is a `Snap` command, whose answer carries a snapshot of
 //! the kv engine taken when the command applied, so reads through it are
 //! linearizable. The server code of lab 1 runs unchanged on top.
+//!
+//! **Routing.** A request that names its region (`Context::region_id`,
+//! as TinyKV's clients send) goes to that region. One that does not (0,
+//! as `tinykv-ctl` sends) is routed by key through this store's regions
+//! (lab 3b): a write to the region of its first key (a write spanning two
+//! regions is refused by the store with `key_not_in_region`), a read to
+//! the region of each key it reads, and a scan region by region in key
+//! order, each part read in its region at the time it is reached (a scan
+//! across regions is not one point-in-time view).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +32,12 @@ use crate::node::{NodeError, NodeHandle};
 
 /// The region every key lives in until regions split (lab 3b).
 pub const FIRST_REGION: u64 = 1;
+
+/// Where a request goes: the region it names, or the one of a key.
+enum Route<'a> {
+    Region(u64),
+    Key(&'a [u8]),
+}
 
 /// How long a client should wait before it retries on a store whose input
 /// queue was full (`server_is_busy.backoff_ms`).
@@ -58,17 +73,39 @@ impl RaftStorage {
         self
     }
 
-    fn header(&self, ctx: &Context) -> Result<RaftRequestHeader> {
-        let region_id = if ctx.region_id == 0 { FIRST_REGION } else { ctx.region_id };
-        let region = self.node.region(region_id).map_err(node_error)?.ok_or_else(|| {
-            Error::region(tinykv_raftstore::Error::RegionNotFound(region_id).to_pb())
-        })?;
-        let peer = region.peers.iter().find(|p| p.store_id == self.node.store_id()).copied();
-        Ok(RaftRequestHeader { region_id, peer, region_epoch: region.region_epoch, term: 0 })
+    /// The region a request goes to, as this store knows it.
+    fn region(&self, route: &Route<'_>) -> Result<Region> {
+        match *route {
+            Route::Region(region_id) => {
+                self.node.region(region_id).map_err(node_error)?.ok_or_else(|| {
+                    Error::region(tinykv_raftstore::Error::RegionNotFound(region_id).to_pb())
+                })
+            }
+            Route::Key(key) => {
+                self.node.region_for_key(key).map_err(node_error)?.ok_or_else(|| {
+                    let e = errorpb::Error {
+                        message: format!(
+                            "store {} has no region holding this key",
+                            self.node.store_id()
+                        ),
+                        region_not_found: Some(errorpb::RegionNotFound { region_id: 0 }),
+                        ..Default::default()
+                    };
+                    Error::region(e)
+                })
+            }
+        }
     }
 
-    fn call(&self, ctx: &Context, requests: Vec<Request>) -> Result<CmdResponse> {
-        let req = RaftCmdRequest { header: Some(self.header(ctx)?), requests, admin_request: None };
+    fn header(&self, region: &Region) -> RaftRequestHeader {
+        let peer = region.peers.iter().find(|p| p.store_id == self.node.store_id()).copied();
+        RaftRequestHeader { region_id: region.id, peer, region_epoch: region.region_epoch, term: 0 }
+    }
+
+    fn call(&self, route: &Route<'_>, requests: Vec<Request>) -> Result<CmdResponse> {
+        let region = self.region(route)?;
+        let header = Some(self.header(&region));
+        let req = RaftCmdRequest { header, requests, admin_request: None };
         let resp = self.node.call(req, self.timeout).map_err(node_error)?;
         match response_error(&resp.resp) {
             Some(e) => Err(Error::region(self.with_leader_address(e.clone()))),
@@ -104,8 +141,32 @@ fn node_error(e: NodeError) -> Error {
     }
 }
 
+/// Where a request with context `ctx` about `key` goes.
+fn route<'a>(ctx: &Context, key: &'a [u8]) -> Route<'a> {
+    if ctx.region_id == 0 { Route::Key(key) } else { Route::Region(ctx.region_id) }
+}
+
+impl RaftStorage {
+    /// A point-in-time reader of one region, through a `Snap` command.
+    fn region_reader(&self, route: &Route<'_>) -> Result<RegionReader> {
+        let snap = Request {
+            cmd_type: CmdType::Snap as i32,
+            snap: Some(SnapRequest {}),
+            ..Default::default()
+        };
+        let resp = self.call(route, vec![snap])?;
+        let region = resp.resp.responses.first().and_then(|r| r.snap.as_ref()?.region.clone());
+        let region =
+            region.ok_or_else(|| Error::Raft("a Snap answer without its region".into()))?;
+        let snap =
+            resp.snap.ok_or_else(|| Error::Raft("a Snap answer without a snapshot".into()))?;
+        Ok(RegionReader { snap, region })
+    }
+}
+
 impl Storage for RaftStorage {
     fn write(&self, ctx: &Context, batch: Vec<Modify>) -> Result<()> {
+        let first = batch.first().map(|m| m.key().to_vec()).unwrap_or_default();
         let requests = batch
             .into_iter()
             .map(|m| match m {
@@ -121,22 +182,96 @@ impl Storage for RaftStorage {
                 },
             })
             .collect();
-        self.call(ctx, requests).map(drop)
+        self.call(&route(ctx, &first), requests).map(drop)
     }
 
     fn reader(&self, ctx: &Context) -> Result<Box<dyn StorageReader>> {
-        let snap = Request {
-            cmd_type: CmdType::Snap as i32,
-            snap: Some(SnapRequest {}),
-            ..Default::default()
+        if ctx.region_id != 0 {
+            return Ok(Box::new(self.region_reader(&Route::Region(ctx.region_id))?));
+        }
+        // The first region's reader now, so that a refusal (not the
+        // leader, ...) is the caller's structured error at once.
+        let first = self.region_reader(&Route::Key(b""))?;
+        Ok(Box::new(RoutingReader { storage: self.clone(), first }))
+    }
+}
+
+/// A reader of every region of this store, by key (a request that names
+/// no region): each region is read through its own `Snap` command when a
+/// read first reaches it. See the module docs.
+struct RoutingReader {
+    storage: RaftStorage,
+    /// The reader of the region holding the empty key.
+    first: RegionReader,
+}
+
+impl std::fmt::Debug for RoutingReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoutingReader").field("first", &self.first).finish_non_exhaustive()
+    }
+}
+
+impl StorageReader for RoutingReader {
+    fn get_cf(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if self.first.contains(key) {
+            return self.first.get_cf(cf, key);
+        }
+        self.storage.region_reader(&Route::Key(key))?.get_cf(cf, key)
+    }
+
+    fn iter_cf(&self, cf: Cf, start: &[u8]) -> EngineIter {
+        let (current, next) = if self.first.contains(start) {
+            (Some(self.first.iter_cf(cf, start)), self.first.next_start())
+        } else {
+            (None, Some(start.to_vec()))
         };
-        let resp = self.call(ctx, vec![snap])?;
-        let region = resp.resp.responses.first().and_then(|r| r.snap.as_ref()?.region.clone());
-        let region =
-            region.ok_or_else(|| Error::Raft("a Snap answer without its region".into()))?;
-        let snap =
-            resp.snap.ok_or_else(|| Error::Raft("a Snap answer without a snapshot".into()))?;
-        Ok(Box::new(RegionReader { snap, region }))
+        Box::new(RoutingIter {
+            storage: self.storage.clone(),
+            cf,
+            current,
+            next,
+            start: start.to_vec(),
+        })
+    }
+}
+
+/// The pairs of one column family from `start` on, region after region.
+struct RoutingIter {
+    storage: RaftStorage,
+    cf: Cf,
+    /// The region being read.
+    current: Option<EngineIter>,
+    /// Where the next region starts (`None`: the last one is being read).
+    next: Option<Vec<u8>>,
+    /// The scan's start (a region's part starts at the later of it and
+    /// the region's start).
+    start: Vec<u8>,
+}
+
+impl Iterator for RoutingIter {
+    type Item = tinykv_engine::Result<tinykv_engine::KvPair>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.current.as_mut().and_then(Iterator::next) {
+                return Some(item);
+            }
+            let at = self.next.take()?;
+            match self.storage.region_reader(&Route::Key(&at)) {
+                Ok(reader) => {
+                    let from = at.as_slice().max(self.start.as_slice());
+                    self.current = Some(reader.iter_cf(self.cf, from));
+                    self.next = reader.next_start();
+                }
+                Err(e) => {
+                    self.current = None;
+                    return Some(Err(tinykv_engine::Error::Engine(format!(
+                        "the region holding {:?} cannot be read: {e}",
+                        at.escape_ascii().to_string()
+                    ))));
+                }
+            }
+        }
     }
 }
 
@@ -165,6 +300,11 @@ impl RegionReader {
     fn contains(&self, key: &[u8]) -> bool {
         let r = &self.region;
         key >= r.start_key.as_slice() && (r.end_key.is_empty() || key < r.end_key.as_slice())
+    }
+
+    /// Where the next region starts (`None` for the last one).
+    fn next_start(&self) -> Option<Vec<u8>> {
+        (!self.region.end_key.is_empty()).then(|| self.region.end_key.clone())
     }
 }
 
