@@ -1,0 +1,386 @@
+//! Operators: what the scheduler asks a region to do (given code, lab 3c).
+//!
+//! An [`Operator`] is a short plan for one region, made of steps: add a
+//! peer, remove a peer, transfer the leadership. Moving a peer from one
+//! store to another is two steps, add the new one and then remove the old
+//! one ([`Operator::move_peer`]), so the region never has fewer replicas
+//! than it started with.
+//!
+//! The scheduler cannot command a store; it can only answer a region
+//! heartbeat. So [`OperatorController::dispatch`] looks at every
+//! heartbeat of a region with an operator: it skips the steps the
+//! heartbeat shows done, and answers with the current step, carrying the
+//! epoch of that very heartbeat. The store proposes the step with that
+//! epoch, so a repeated or late answer cannot apply twice: once the step
+//! applies, `conf_ver` has moved on and every copy is refused as stale.
+//! An operator ends when its last step is done, when the region's range
+//! changes under it (a split: its plan was for the old region), or when
+//! it times out.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use tinykv_proto::eraftpb::ConfChangeType;
+use tinykv_proto::metapb::{Peer, RegionEpoch};
+use tinykv_proto::schedulerpb::{
+    ChangePeer, OperatorStatus, RegionHeartbeatResponse, TransferLeader,
+};
+
+use crate::core::RegionInfo;
+
+/// One step of an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpStep {
+    /// Add this peer (a freshly allocated id). Done when the region has
+    /// it and it no longer lags behind (it has its snapshot).
+    AddPeer(Peer),
+    /// Remove the region's peer on this store. Done when the store has
+    /// no peer of the region.
+    RemovePeer {
+        /// The store that loses its peer.
+        store_id: u64,
+    },
+    /// Move the leadership to the region's peer on this store. Done when
+    /// a heartbeat comes from a leader there.
+    TransferLeader {
+        /// The store that should lead.
+        to_store: u64,
+    },
+}
+
+impl OpStep {
+    /// Whether `region` shows the step done.
+    pub fn is_done(&self, region: &RegionInfo) -> bool {
+        match *self {
+            OpStep::AddPeer(peer) => {
+                region.region.peers.contains(&peer) && !region.pending_peers.contains(&peer)
+            }
+            OpStep::RemovePeer { store_id } => region.peer_on_store(store_id).is_none(),
+            OpStep::TransferLeader { to_store } => region.leader_store_id() == to_store,
+        }
+    }
+
+    /// The answer that asks `region`'s leader to take this step (`None`:
+    /// the step cannot be asked of this region, e.g. a transfer to a store
+    /// without a peer).
+    pub fn response(&self, region: &RegionInfo) -> Option<RegionHeartbeatResponse> {
+        let mut response = RegionHeartbeatResponse {
+            region_id: region.id(),
+            region_epoch: Some(region.epoch()),
+            target_peer: region.leader,
+            ..Default::default()
+        };
+        let change = |change_type: ConfChangeType, peer: Peer| ChangePeer {
+            peer: Some(peer),
+            change_type: change_type as i32,
+        };
+        match *self {
+            OpStep::AddPeer(peer) => {
+                response.change_peer = Some(change(ConfChangeType::AddNode, peer));
+            }
+            OpStep::RemovePeer { store_id } => {
+                let peer = region.peer_on_store(store_id)?;
+                response.change_peer = Some(change(ConfChangeType::RemoveNode, peer));
+            }
+            OpStep::TransferLeader { to_store } => {
+                let peer = region.peer_on_store(to_store)?;
+                response.transfer_leader = Some(TransferLeader { peer: Some(peer) });
+            }
+        }
+        Some(response)
+    }
+}
+
+impl fmt::Display for OpStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpStep::AddPeer(peer) => write!(f, "add peer {} on store {}", peer.id, peer.store_id),
+            OpStep::RemovePeer { store_id } => write!(f, "remove the peer on store {store_id}"),
+            OpStep::TransferLeader { to_store } => write!(f, "transfer leader to store {to_store}"),
+        }
+    }
+}
+
+/// Who made an operator; also its priority (higher replaces lower).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OpKind {
+    /// The balance-leader scheduler.
+    BalanceLeader,
+    /// The balance-region scheduler.
+    BalanceRegion,
+    /// The replica checker (a region lacks replicas or has a dead one).
+    Replica,
+    /// An operator asked for by hand (`tinykv-ctl cluster ...`).
+    Admin,
+}
+
+impl OpKind {
+    /// Its name in logs and in `tinykv-ctl cluster operators`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::BalanceLeader => "balance-leader",
+            OpKind::BalanceRegion => "balance-region",
+            OpKind::Replica => "replica",
+            OpKind::Admin => "admin",
+        }
+    }
+}
+
+/// How an operator ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// Every step is done.
+    Finished,
+    /// It ran longer than its timeout.
+    TimedOut,
+    /// The region's range changed under it, or the region is gone.
+    Cancelled,
+    /// A more urgent operator took its place.
+    Replaced,
+}
+
+impl OpOutcome {
+    /// The protocol's name for it.
+    pub fn status(self) -> OperatorStatus {
+        match self {
+            OpOutcome::Finished => OperatorStatus::Success,
+            OpOutcome::TimedOut => OperatorStatus::Timeout,
+            OpOutcome::Cancelled => OperatorStatus::Cancel,
+            OpOutcome::Replaced => OperatorStatus::Replace,
+        }
+    }
+}
+
+/// A plan for one region. See the module docs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Operator {
+    /// What it is for, e.g. `"balance-region"` or `"add-replica"`.
+    pub desc: &'static str,
+    /// Who made it.
+    pub kind: OpKind,
+    /// The region.
+    pub region_id: u64,
+    /// The region's epoch when the plan was made. The plan is cancelled if
+    /// the region's `version` moves past it (its range changed).
+    pub region_epoch: RegionEpoch,
+    /// The steps, in order.
+    pub steps: Vec<OpStep>,
+    /// The first step not seen done yet. Invariant: `<= steps.len()`.
+    pub current: usize,
+    /// When it was made (ms, the scheduler's clock).
+    pub created_ms: u64,
+}
+
+impl Operator {
+    /// An operator of `steps` for `region`, made at `now_ms`.
+    pub fn new(
+        desc: &'static str,
+        kind: OpKind,
+        region: &RegionInfo,
+        steps: Vec<OpStep>,
+        now_ms: u64,
+    ) -> Operator {
+        Operator {
+            desc,
+            kind,
+            region_id: region.id(),
+            region_epoch: region.epoch(),
+            steps,
+            current: 0,
+            created_ms: now_ms,
+        }
+    }
+
+    /// Moves `region`'s peer from `from_store` to `new_peer` (a fresh
+    /// peer id on another store): add the new peer, then remove the old
+    /// one. (A leader asked to remove itself hands its leadership over
+    /// first, in the store.)
+    pub fn move_peer(
+        desc: &'static str,
+        kind: OpKind,
+        region: &RegionInfo,
+        from_store: u64,
+        new_peer: Peer,
+        now_ms: u64,
+    ) -> Operator {
+        let steps = vec![OpStep::AddPeer(new_peer), OpStep::RemovePeer { store_id: from_store }];
+        Operator::new(desc, kind, region, steps, now_ms)
+    }
+
+    /// Moves `region`'s leadership to its peer on `to_store`.
+    pub fn transfer_leader(
+        desc: &'static str,
+        kind: OpKind,
+        region: &RegionInfo,
+        to_store: u64,
+        now_ms: u64,
+    ) -> Operator {
+        Operator::new(desc, kind, region, vec![OpStep::TransferLeader { to_store }], now_ms)
+    }
+
+    /// The step it waits for (`None` once every step is done).
+    pub fn current_step(&self) -> Option<&OpStep> {
+        self.steps.get(self.current)
+    }
+
+    /// Whether it changes the region's peers (and not only its leader).
+    pub fn changes_peers(&self) -> bool {
+        self.steps.iter().any(|s| !matches!(s, OpStep::TransferLeader { .. }))
+    }
+
+    /// Skips the steps that `region` shows done; returns whether every
+    /// step is done.
+    fn advance(&mut self, region: &RegionInfo) -> bool {
+        while let Some(step) = self.steps.get(self.current) {
+            if !step.is_done(region) {
+                return false;
+            }
+            self.current += 1;
+        }
+        true
+    }
+}
+
+impl fmt::Display for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}) on region {}: ", self.desc, self.kind.name(), self.region_id)?;
+        for (i, step) in self.steps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", then " };
+            let mark = if i < self.current { " (done)" } else { "" };
+            write!(f, "{sep}{step}{mark}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How many operators [`OperatorController`] remembers after they end.
+pub const HISTORY_LEN: usize = 256;
+
+/// The operators in progress, at most one per region, and the last ones
+/// that ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OperatorController {
+    /// Region id → its operator. Invariant: at most one per region.
+    running: BTreeMap<u64, Operator>,
+    /// The last [`HISTORY_LEN`] that ended, oldest first, with how and
+    /// when (ms).
+    history: VecDeque<(Operator, OpOutcome, u64)>,
+    /// How long an operator may run (ms).
+    timeout_ms: u64,
+}
+
+impl OperatorController {
+    /// A controller whose operators time out after `timeout_ms`.
+    pub fn new(timeout_ms: u64) -> OperatorController {
+        OperatorController { timeout_ms, ..Default::default() }
+    }
+
+    /// Starts `op`, unless its region has one of the same or a higher
+    /// priority ([`OpKind`]), which it would otherwise cancel. Returns
+    /// whether it started.
+    pub fn add(&mut self, op: Operator, now_ms: u64) -> bool {
+        if let Some(running) = self.running.get(&op.region_id) {
+            if running.kind >= op.kind {
+                return false;
+            }
+            let old = self.running.remove(&op.region_id).expect("just seen");
+            self.finish(old, OpOutcome::Replaced, now_ms);
+        }
+        log::info!("scheduler: new operator {op}");
+        self.running.insert(op.region_id, op);
+        true
+    }
+
+    /// The operator running for `region_id`.
+    pub fn get(&self, region_id: u64) -> Option<&Operator> {
+        self.running.get(&region_id)
+    }
+
+    /// Every running operator, by region id.
+    pub fn running(&self) -> impl Iterator<Item = &Operator> {
+        self.running.values()
+    }
+
+    /// How many operators of `kind` are running.
+    pub fn count(&self, kind: OpKind) -> usize {
+        self.running.values().filter(|op| op.kind == kind).count()
+    }
+
+    /// The operators that ended, oldest first, with how and when (ms).
+    pub fn history(&self) -> impl Iterator<Item = &(Operator, OpOutcome, u64)> {
+        self.history.iter()
+    }
+
+    /// How many of the remembered ones ended with `outcome`.
+    pub fn ended(&self, outcome: OpOutcome) -> usize {
+        self.history.iter().filter(|(_, o, _)| *o == outcome).count()
+    }
+
+    /// The answer to a heartbeat of `region`: its operator's current step,
+    /// after skipping the steps the heartbeat shows done. Ends the
+    /// operator if it is finished, timed out or planned on another range.
+    pub fn dispatch(
+        &mut self,
+        region: &RegionInfo,
+        now_ms: u64,
+    ) -> Option<RegionHeartbeatResponse> {
+        let op = self.running.get_mut(&region.id())?;
+        let outcome = if op.advance(region) {
+            Some(OpOutcome::Finished)
+        } else if region.epoch().version != op.region_epoch.version {
+            Some(OpOutcome::Cancelled)
+        } else if now_ms.saturating_sub(op.created_ms) > self.timeout_ms {
+            Some(OpOutcome::TimedOut)
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome {
+            let op = self.running.remove(&region.id()).expect("just seen");
+            self.finish(op, outcome, now_ms);
+            return None;
+        }
+        let step = op.current_step().expect("not finished");
+        match step.response(region) {
+            Some(response) => Some(response),
+            None => {
+                let op = self.running.remove(&region.id()).expect("just seen");
+                self.finish(op, OpOutcome::Cancelled, now_ms);
+                None
+            }
+        }
+    }
+
+    /// Ends the operator of a region that no longer exists (removed for
+    /// overlap by a newer view).
+    pub fn remove(&mut self, region_id: u64, now_ms: u64) {
+        if let Some(op) = self.running.remove(&region_id) {
+            self.finish(op, OpOutcome::Cancelled, now_ms);
+        }
+    }
+
+    /// Ends every operator older than the timeout, whether or not its
+    /// region reports (a region whose leader is gone sends nothing).
+    pub fn expire(&mut self, now_ms: u64) {
+        let expired: Vec<u64> = self
+            .running
+            .values()
+            .filter(|op| now_ms.saturating_sub(op.created_ms) > self.timeout_ms)
+            .map(|op| op.region_id)
+            .collect();
+        for region_id in expired {
+            let op = self.running.remove(&region_id).expect("just seen");
+            self.finish(op, OpOutcome::TimedOut, now_ms);
+        }
+    }
+
+    fn finish(&mut self, op: Operator, outcome: OpOutcome, now_ms: u64) {
+        match outcome {
+            OpOutcome::Finished => log::info!("scheduler: operator finished: {op}"),
+            _ => log::warn!("scheduler: operator {outcome:?}: {op}"),
+        }
+        if self.history.len() == HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back((op, outcome, now_ms));
+    }
+}
