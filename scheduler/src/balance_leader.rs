@@ -57,12 +57,14 @@ impl Schedule for BalanceLeaderScheduler {
 
 /// Among `region`'s followers on suitable stores that are not pending,
 /// the store that leads the fewest regions (ties: lower id).
-fn leader_target<'a>(cluster: &ScheduleCluster<'a>, region: &RegionInfo) -> Option<&'a StoreInfo> {
-    let stores = &cluster.cluster.stores;
+fn leader_target<'c>(
+    cluster: &'c ScheduleCluster<'_>,
+    region: &RegionInfo,
+) -> Option<&'c StoreInfo> {
     region
         .followers()
         .filter(|p| !region.pending_peers.contains(p))
-        .filter_map(|p| stores.get(&p.store_id))
+        .filter_map(|p| cluster.store(p.store_id))
         .filter(|s| cluster.is_suitable(s))
         .min_by_key(|s| (s.leader_count, s.id()))
 }

@@ -55,6 +55,8 @@ impl Schedule for BalanceRegionScheduler {
     ///    longer than `max_store_down_time_ms`
     ///    ([`ScheduleCluster::suitable_stores`]). Only they give or take
     ///    regions; a down store's regions are the replica checker's job.
+    ///    Their statistics already count the running operators as done
+    ///    (see [`ScheduleCluster`]): use them, not `cluster.cluster.stores`.
     /// 2. Try the suitable stores as the **source** from the largest
     ///    `region_size` to the smallest (ties: lower id first).
     /// 3. On a source, try its regions in this order: those whose peer
@@ -113,7 +115,7 @@ impl Schedule for BalanceRegionScheduler {
 
 // SOLUTION BEGIN lab 3c
 /// The suitable store with the least data that holds no peer of `region`.
-fn target_for<'a>(cluster: &ScheduleCluster<'a>, region: &RegionInfo) -> Option<&'a StoreInfo> {
+fn target_for<'c>(cluster: &'c ScheduleCluster<'_>, region: &RegionInfo) -> Option<&'c StoreInfo> {
     let holders = region.store_ids();
     cluster
         .suitable_stores()

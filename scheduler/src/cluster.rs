@@ -281,7 +281,8 @@ impl RaftCluster {
 
     /// Bootstraps the cluster with its first store and region, as the
     /// first store to start asks: the region must cover the whole key
-    /// space with one peer, on that store.
+    /// space and have a peer on that store (one peer, in a real cluster;
+    /// the simulator bootstraps several stores at once).
     ///
     /// # Errors
     ///
@@ -296,14 +297,15 @@ impl RaftCluster {
         if !region.start_key.is_empty() || !region.end_key.is_empty() {
             return Err(invalid("the bootstrap region must cover the whole key space"));
         }
-        if region.peers.len() != 1 || region.peers[0].store_id != store.id {
+        if !region.peers.iter().any(|p| p.store_id == store.id) {
             return Err(invalid(format!(
-                "the bootstrap region must have one peer, on store {}",
+                "the bootstrap region must have a peer on store {}, which bootstraps it",
                 store.id
             )));
         }
         let store = Store { state: StoreState::Up as i32, ..store };
-        let highest = [store.id, region.id, region.peers[0].id].into_iter().max().unwrap_or(0);
+        let peer_ids = region.peers.iter().flat_map(|p| [p.id, p.store_id]);
+        let highest = peer_ids.chain([store.id, region.id]).max().unwrap_or(0);
         self.ids.skip_past(highest);
         self.keep_ids_in_hand()?;
         self.storage.put(&keys::store(store.id), &store.encode_to_vec())?;

@@ -307,7 +307,7 @@ impl OperatorController {
     }
 
     /// The operators that ended, oldest first, with how and when (ms).
-    pub fn history(&self) -> impl Iterator<Item = &(Operator, OpOutcome, u64)> {
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &(Operator, OpOutcome, u64)> {
         self.history.iter()
     }
 

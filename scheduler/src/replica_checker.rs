@@ -35,8 +35,8 @@ impl ReplicaChecker {
     /// What it decides for `region`, if anything.
     fn check(&self, cluster: &mut ScheduleCluster<'_>, region: &RegionInfo) -> Option<Operator> {
         let max = cluster.config.max_replicas;
-        let stores = &cluster.cluster.stores;
-        let is_live = |store_id: u64| stores.get(&store_id).is_some_and(|s| cluster.is_suitable(s));
+        let is_live =
+            |store_id: u64| cluster.store(store_id).is_some_and(|s| cluster.is_suitable(s));
         let live = region.region.peers.iter().filter(|p| is_live(p.store_id)).count();
         let now_ms = cluster.now_ms;
         if live < max {
@@ -54,7 +54,7 @@ impl ReplicaChecker {
                         .region
                         .peers
                         .iter()
-                        .filter_map(|p| stores.get(&p.store_id))
+                        .filter_map(|p| cluster.store(p.store_id))
                         .max_by_key(|s| (s.region_size, std::cmp::Reverse(s.id())))?;
                     ("remove-extra-replica", fullest.id())
                 }

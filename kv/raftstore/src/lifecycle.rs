@@ -264,6 +264,13 @@ impl Store {
             return Ok(());
         }
         let split_peer_id = region.peers.iter().find(|p| p.store_id == store).map_or(0, |p| p.id);
+        if split_peer_id == 0 {
+            log::error!(
+                "store {store}: region {region_id} was split off without a peer here \
+                 ({region:?}); creates none"
+            );
+            return Ok(());
+        }
         if let Some(existing) = self.peers.get(&region_id) {
             assert!(
                 !existing.is_initialized(),

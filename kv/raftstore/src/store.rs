@@ -214,6 +214,16 @@ impl Store {
             return Err(Error::Invalid(format!("the files of snapshot {key} were not received")));
         }
         let range = data.region.unwrap_or_default();
+        // A snapshot taken before this peer was added (generated for
+        // another follower, then sent here) replays the log from before
+        // the peer joined: a split in that log would make a region with no
+        // peer on this store. The leader sends a newer one.
+        if !range.peers.iter().any(|p| p.id == peer.meta.id) {
+            return Err(Error::Invalid(format!(
+                "the snapshot (at {}) is of region {region_id} before peer {} joined it",
+                meta.index, peer.meta.id
+            )));
+        }
         let overlap: Vec<u64> = store_meta
             .overlapping(&range.start_key, &range.end_key)
             .into_iter()

@@ -47,7 +47,9 @@ use tinykv_raftstore::{
     CmdResponse, Context, Engines, SCHEDULER_TOKEN, SchedulerTask, SnapKey, SnapManager, Store,
     Task, Token, run_task,
 };
-use tinykv_scheduler::{MockScheduler, ScheduleError, Scheduled as Operated};
+use tinykv_scheduler::{
+    MemStorage, MockScheduler, RaftCluster, ScheduleConfig, ScheduleError, Scheduled as Operated,
+};
 
 use crate::capture;
 use crate::history::{FaultRecord, History, OpKind, OpRecord, OpResult};
@@ -63,6 +65,9 @@ pub const HARNESS_CLIENT: u64 = 0;
 pub const MS: u64 = 1_000;
 /// Virtual microseconds in a second.
 pub const SEC: u64 = 1_000_000;
+
+/// How often the real scheduler's clock ticks (virtual us).
+pub const SCHEDULER_TICK_US: u64 = 100 * MS;
 
 /// Which engine the simulated stores keep their data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +118,25 @@ pub struct ClusterConfig {
     pub engine: EngineKind,
     /// A background task runs up to this long after it was asked for.
     pub max_task_delay_us: u64,
+    /// The stores that hold the first region: `1..=first_region_stores`
+    /// (0: all of them). The others start empty.
+    pub first_region_stores: u64,
+    /// Which scheduler runs: the mock (labs 3b and before) or the real one
+    /// (lab 3c), with these settings.
+    pub scheduler: SchedulerChoice,
+}
+
+/// Which scheduler a simulated cluster runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SchedulerChoice {
+    /// The [`MockScheduler`]: operators only when a test asks for them,
+    /// and every heartbeat checked against the raftstore's invariants.
+    #[default]
+    Mock,
+    /// The real scheduler core ([`RaftCluster`]), on virtual time (ms) and
+    /// an in-memory storage: it chooses operators itself (replica checker,
+    /// balance-leader, balance-region).
+    Real(ScheduleConfig),
 }
 
 impl ClusterConfig {
@@ -126,6 +150,8 @@ impl ClusterConfig {
             request_timeout_us: 500 * MS,
             engine: EngineKind::from_env(),
             max_task_delay_us: 5 * MS,
+            first_region_stores: 0,
+            scheduler: SchedulerChoice::Mock,
         }
     }
 }
@@ -157,6 +183,8 @@ enum Event {
     /// The scheduler's answer to an `AskSplit` (the new region's ids)
     /// reaches the store that asked.
     SplitIds { to: u64, region: Box<metapb::Region>, split_key: Vec<u8>, resp: AskSplitResponse },
+    /// The real scheduler's clock ticks (it runs its schedulers when due).
+    SchedulerTick,
 }
 
 struct Scheduled {
@@ -376,6 +404,13 @@ pub struct Cluster {
     /// operators the test asked for. It checks every heartbeat; a breach
     /// of its invariants fails the run (see [`tinykv_scheduler::Breach`]).
     pub scheduler: MockScheduler,
+    /// The real scheduler, with [`SchedulerChoice::Real`] (the mock is
+    /// then unused): it takes the heartbeats and chooses operators itself.
+    pub pd: Option<RaftCluster>,
+    /// Its storage, kept across [`restart_scheduler`](Self::restart_scheduler).
+    pd_storage: MemStorage,
+    /// Stores killed for good ([`kill_store`](Self::kill_store)).
+    dead: std::collections::BTreeSet<u64>,
     next_token: Token,
     /// The client and store of each attempt in flight.
     tokens: BTreeMap<Token, (u64, u64)>,
@@ -410,10 +445,15 @@ impl Cluster {
     /// Bootstraps `cfg.stores` stores with one region (peer id = store id)
     /// and starts them.
     pub fn new(cfg: ClusterConfig) -> Cluster {
-        let peers: Vec<(u64, u64)> = (1..=cfg.stores).map(|id| (id, id)).collect();
+        let holders =
+            if cfg.first_region_stores == 0 { cfg.stores } else { cfg.first_region_stores };
+        let peers: Vec<(u64, u64)> = (1..=holders).map(|id| (id, id)).collect();
         let region = first_region(FIRST_REGION, &peers);
         let mut c = Cluster {
             scheduler: MockScheduler::new(),
+            pd: None,
+            pd_storage: MemStorage::default(),
+            dead: std::collections::BTreeSet::new(),
             rng: Rng::new(cfg.seed, 0x5151),
             now: 0,
             queue: BinaryHeap::new(),
@@ -440,29 +480,25 @@ impl Cluster {
             });
         }
         c.scheduler.bootstrap(region.clone()).expect("the mock scheduler takes the first region");
+        if let SchedulerChoice::Real(config) = c.cfg.scheduler.clone() {
+            c.open_scheduler(config);
+            let pd = c.pd.as_mut().expect("just opened");
+            let first = metapb::Store { id: 1, address: "store1".into(), ..Default::default() };
+            pd.bootstrap(first, region.clone()).expect("the scheduler takes the first region");
+            for id in 2..=c.cfg.stores {
+                let store =
+                    metapb::Store { id, address: format!("store{id}"), ..Default::default() };
+                pd.put_store(store).expect("the scheduler takes the stores");
+            }
+            c.schedule(SCHEDULER_TICK_US, Event::SchedulerTick);
+        }
         for id in 1..=c.cfg.stores {
-            let (kv_disk, raft_disk) = (MemoryDisk::new(), MemoryDisk::new());
-            let dir = c.dir.path();
-            let fjall = (c.cfg.engine == EngineKind::Fjall).then(|| {
-                let open = |name: &str| -> Arc<dyn Engine> {
-                    let path = dir.join(format!("store{id}-{name}"));
-                    Arc::new(FjallEngine::open(path, FjallConfig::for_tests()).expect("open fjall"))
-                };
-                (open("kv"), open("raft"))
-            });
-            let s = SimStore {
-                kv_disk,
-                raft_disk,
-                fjall,
-                crash: CrashPlan::default(),
-                snap_dir: dir.join(format!("store{id}-snap")),
-                snaps: None,
-                store: None,
-                incarnation: 0,
-            };
+            let s = c.new_sim_store(id);
             let engines = s.engines();
             bootstrap_store(&engines, 1, id).expect("bootstrap store");
-            bootstrap_region(&engines, &region).expect("bootstrap region");
+            if id <= holders {
+                bootstrap_region(&engines, &region).expect("bootstrap region");
+            }
             c.stores.insert(id, s);
             c.start_store(id);
         }
@@ -529,8 +565,31 @@ impl Cluster {
             Event::SplitIds { to, region, split_key, resp } => {
                 self.on_split_ids(to, *region, split_key, resp);
             }
+            Event::SchedulerTick => self.on_scheduler_tick(),
         }
         true
+    }
+
+    /// A new store's disks (not bootstrapped, not started).
+    fn new_sim_store(&self, id: u64) -> SimStore {
+        let dir = self.dir.path();
+        let fjall = (self.cfg.engine == EngineKind::Fjall).then(|| {
+            let open = |name: &str| -> Arc<dyn Engine> {
+                let path = dir.join(format!("store{id}-{name}"));
+                Arc::new(FjallEngine::open(path, FjallConfig::for_tests()).expect("open fjall"))
+            };
+            (open("kv"), open("raft"))
+        });
+        SimStore {
+            kv_disk: MemoryDisk::new(),
+            raft_disk: MemoryDisk::new(),
+            fjall,
+            crash: CrashPlan::default(),
+            snap_dir: dir.join(format!("store{id}-snap")),
+            snaps: None,
+            store: None,
+            incarnation: 0,
+        }
     }
 
     /// Runs every event up to virtual time `until`.
@@ -569,6 +628,15 @@ impl Cluster {
         // A random phase, so the stores' clocks are not in lockstep.
         let phase = self.rng.next_u64() % (self.cfg.store.raft_base_tick_ms * MS);
         self.schedule(phase, Event::Tick { store: id, incarnation });
+    }
+
+    /// Crashes store `id` for good: it never restarts
+    /// ([`restart_store`](Self::restart_store) does nothing for it), as a
+    /// machine that is gone.
+    pub fn kill_store(&mut self, id: u64) {
+        self.fault(format!("store {id} dies for good"));
+        self.dead.insert(id);
+        self.crash_store(id);
     }
 
     /// Crashes store `id`: its in-memory state is gone and its disks lose
@@ -663,7 +731,7 @@ impl Cluster {
 
     /// Starts a crashed store again from what its disks kept.
     pub fn restart_store(&mut self, id: u64) {
-        if self.stores[&id].store.is_none() {
+        if self.stores[&id].store.is_none() && !self.dead.contains(&id) {
             self.fault(format!("store {id} restarted"));
             self.start_store(id);
         }
@@ -969,6 +1037,10 @@ impl Cluster {
     /// When the heartbeat breaches the mock scheduler's invariants (no
     /// correct store sends it), naming the breach and the seed.
     fn on_to_scheduler(&mut self, from: u64, task: SchedulerTask) {
+        if self.pd.is_some() {
+            self.on_to_real_scheduler(from, task);
+            return;
+        }
         match task {
             SchedulerTask::RegionHeartbeat(req) => {
                 let epoch = req.region.as_ref().and_then(|r| r.region_epoch).unwrap_or_default();
@@ -1019,6 +1091,135 @@ impl Cluster {
                     );
                 }
             }
+        }
+    }
+
+    /// A store's heartbeat reaches the real scheduler: it may answer with
+    /// an operator's step, or with a split's ids. A stale or refused
+    /// report is logged; it is not a failure (the real scheduler is not a
+    /// checker).
+    fn on_to_real_scheduler(&mut self, from: u64, task: SchedulerTask) {
+        let now_ms = self.now / MS;
+        match task {
+            SchedulerTask::RegionHeartbeat(req) => {
+                let epoch = req.region.as_ref().and_then(|r| r.region_epoch).unwrap_or_default();
+                let region_id = req.region.as_ref().map_or(0, |r| r.id);
+                self.mix(&[self.now, 8, from, region_id, epoch.conf_ver, epoch.version]);
+                let pd = self.pd.as_mut().expect("a real scheduler");
+                let resp = match pd.on_region_heartbeat(&req, now_ms) {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        log::debug!("the scheduler refused a heartbeat from store {from}: {e}");
+                        None
+                    }
+                };
+                if let Some(resp) = resp {
+                    for delay in self.net.route(SCHEDULER_NODE, from, &mut self.rng) {
+                        let resp = Box::new(resp.clone());
+                        self.schedule(delay, Event::FromScheduler { to: from, resp });
+                    }
+                }
+            }
+            SchedulerTask::AskSplit { region, split_key, .. } => {
+                self.mix(&[self.now, 11, from, region.id]);
+                let pd = self.pd.as_mut().expect("a real scheduler");
+                match pd.ask_split(Some(region.clone())) {
+                    Ok(resp) => {
+                        for delay in self.net.route(SCHEDULER_NODE, from, &mut self.rng) {
+                            let (region, split_key) = (Box::new(region.clone()), split_key.clone());
+                            let resp = resp.clone();
+                            self.schedule(
+                                delay,
+                                Event::SplitIds { to: from, region, split_key, resp },
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        log::info!("the scheduler refused a split of region {}: {e}", region.id)
+                    }
+                }
+            }
+            SchedulerTask::StoreHeartbeat(req) => {
+                self.mix(&[self.now, 9, from]);
+                let stats = req.stats.unwrap_or_default();
+                let pd = self.pd.as_mut().expect("a real scheduler");
+                if let Err(e) = pd.on_store_heartbeat(stats, now_ms) {
+                    log::warn!("the scheduler refused store {from}'s heartbeat: {e}");
+                }
+            }
+        }
+    }
+
+    /// The real scheduler's clock ticks: it runs its checkers and
+    /// schedulers when they are due.
+    fn on_scheduler_tick(&mut self) {
+        let Some(pd) = self.pd.as_mut() else { return };
+        if let Err(e) = pd.tick(self.now / MS) {
+            panic!("the scheduler failed: {e} (seed {})", self.cfg.seed);
+        }
+        let running = pd.operators().running().count() as u64;
+        self.mix(&[self.now, 13, running]);
+        self.schedule(SCHEDULER_TICK_US, Event::SchedulerTick);
+    }
+
+    /// Opens the real scheduler on its (in-memory) storage at the present
+    /// time: a fresh one the first time, the same cluster after a restart.
+    fn open_scheduler(&mut self, config: ScheduleConfig) {
+        let storage = Box::new(self.pd_storage.clone());
+        let pd = RaftCluster::open(storage, config, 1, self.now / MS)
+            .unwrap_or_else(|e| panic!("the scheduler cannot open: {e} (seed {})", self.cfg.seed));
+        self.pd = Some(pd);
+    }
+
+    /// Restarts the real scheduler: what it kept in memory is gone (leaders,
+    /// sizes, operators, when stores last reported), what it persisted
+    /// (stores, regions, id and timestamp bounds) is read back.
+    ///
+    /// # Panics
+    ///
+    /// With the mock scheduler.
+    pub fn restart_scheduler(&mut self) {
+        let SchedulerChoice::Real(config) = self.cfg.scheduler.clone() else {
+            panic!("restart_scheduler needs SchedulerChoice::Real")
+        };
+        self.fault("the scheduler restarts".to_string());
+        self.pd = None;
+        self.open_scheduler(config);
+    }
+
+    /// Adds a new, empty store to the cluster (the next id) and starts
+    /// it; with the real scheduler, the store is put there first, so it
+    /// can take regions. Returns its id.
+    pub fn add_store(&mut self) -> u64 {
+        let id = self.stores.keys().max().copied().unwrap_or(0) + 1;
+        if let Some(pd) = self.pd.as_mut() {
+            let store = metapb::Store { id, address: format!("store{id}"), ..Default::default() };
+            pd.put_store(store).expect("the scheduler takes a new store");
+        }
+        self.scheduler.put_store(metapb::Store {
+            id,
+            address: format!("store{id}"),
+            ..Default::default()
+        });
+        let s = self.new_sim_store(id);
+        bootstrap_store(&s.engines(), 1, id).expect("bootstrap store");
+        self.stores.insert(id, s);
+        self.start_store(id);
+        self.fault(format!("store {id} joins the cluster"));
+        id
+    }
+
+    /// The highest client id that has started an operation (0 if none):
+    /// a second workload on this cluster starts above it.
+    pub fn clients_started(&self) -> u64 {
+        self.clients.keys().max().copied().unwrap_or(0)
+    }
+
+    /// The region that holds `key`, as the scheduler knows it.
+    pub fn scheduler_region_by_key(&self, key: &[u8]) -> Option<metapb::Region> {
+        match &self.pd {
+            Some(pd) => pd.region_by_key(key).map(|r| r.region.clone()),
+            None => self.scheduler.region_by_key(key).cloned(),
         }
     }
 
@@ -1334,7 +1535,7 @@ impl Cluster {
         if let Some(r) = self.clients[&client].regions.find(key) {
             return Some(r.clone());
         }
-        let region = self.scheduler.region_by_key(key)?.clone();
+        let region = self.scheduler_region_by_key(key)?;
         self.clients.get_mut(&client).unwrap().regions.insert(region.clone());
         Some(region)
     }
@@ -1423,10 +1624,9 @@ impl Cluster {
     pub fn command(&self, store: u64, kind: &OpKind) -> RaftCmdRequest {
         let key = op_key(kind);
         let region = self
-            .scheduler
-            .region_by_key(key)
+            .scheduler_region_by_key(key)
             .unwrap_or_else(|| panic!("no region holds key {key:?}"));
-        command_in(region, store, kind, key)
+        command_in(&region, store, kind, key)
     }
 
     fn current(&self, client: u64, token: Token) -> bool {

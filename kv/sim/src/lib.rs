@@ -24,10 +24,10 @@ pub mod suite;
 pub mod workload;
 
 pub use crate::cluster::{
-    Cluster, ClusterConfig, EngineKind, EngineSide, FIRST_REGION, HARNESS_CLIENT, MS, SEC,
-    SnapshotStats,
+    Cluster, ClusterConfig, EngineKind, EngineSide, FIRST_REGION, HARNESS_CLIENT, MS,
+    SCHEDULER_TICK_US, SEC, SchedulerChoice, SnapshotStats,
 };
 pub use crate::history::{History, OpKind, OpRecord, OpResult};
 pub use crate::network::SCHEDULER_NODE;
 pub use crate::network::{NetConfig, Network};
-pub use tinykv_scheduler::MockScheduler;
+pub use tinykv_scheduler::{MockScheduler, RaftCluster, ScheduleConfig};

@@ -54,6 +54,10 @@ pub struct Workload {
     /// and is not the last), add one (if it has none), or move the
     /// leadership to a random member.
     pub conf_changes: bool,
+    /// The first client's id (the others follow): a second run on the
+    /// same cluster takes ids above the first run's, so its clients' keys
+    /// are fresh.
+    pub first_client: u64,
 }
 
 impl Workload {
@@ -69,6 +73,7 @@ impl Workload {
             max_log_gap: None,
             random_crashes: false,
             conf_changes: false,
+            first_client: 1,
         }
     }
 }
@@ -150,7 +155,7 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
         // Run the round: clients go on until its end.
         while cluster.now() < end {
             for (i, st) in clients.iter_mut().enumerate() {
-                let id = i as u64 + 1;
+                let id = w.first_client + i as u64;
                 if cluster.op_done(id) {
                     finish(cluster, id, st, &mut stats)?;
                     start_next(cluster, id, st, w);
@@ -197,7 +202,7 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
         }
         let deadline = cluster.now() + 30 * SEC;
         for (i, st) in clients.iter_mut().enumerate() {
-            let id = i as u64 + 1;
+            let id = w.first_client + i as u64;
             while !cluster.op_done(id) {
                 check_log_gap(cluster, w, &mut stats)?;
                 // A crash armed during the round may still strike: bring
@@ -230,7 +235,7 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
         }
         // Every client sees exactly its acknowledged appends, in order.
         for (i, st) in clients.iter_mut().enumerate() {
-            let id = i as u64 + 1;
+            let id = w.first_client + i as u64;
             let (start, end) = client_range(id);
             let got = cluster.run_op(id, OpKind::Scan { start, end }, 30 * SEC);
             check_appends(id, st.appended, &got)
