@@ -10,9 +10,11 @@
 //! heartbeat. So [`OperatorController::dispatch`] looks at every
 //! heartbeat of a region with an operator: it skips the steps the
 //! heartbeat shows done, and answers with the current step, carrying the
-//! epoch of that very heartbeat. The store proposes the step with that
-//! epoch, so a repeated or late answer cannot apply twice: once the step
-//! applies, `conf_ver` has moved on and every copy is refused as stale.
+//! epoch of that very heartbeat (except for a peer that is added and
+//! still catching up: it gets time, not another copy of its conf
+//! change). The store proposes the step with that epoch, so a repeated or
+//! late answer cannot apply twice: once the step applies, `conf_ver` has
+//! moved on and every copy is refused as stale.
 //! An operator ends when its last step is done, when the region's range
 //! changes under it (a split: its plan was for the old region), or when
 //! it times out.
@@ -340,6 +342,13 @@ impl OperatorController {
             return None;
         }
         let step = op.current_step().expect("not finished");
+        if let OpStep::AddPeer(peer) = step
+            && region.region.peers.contains(peer)
+        {
+            // Added, still catching up (its snapshot is on the way):
+            // asking again would only put a no-op conf change in the log.
+            return None;
+        }
         match step.response(region) {
             Some(response) => Some(response),
             None => {
