@@ -350,6 +350,7 @@ impl Cluster {
                 stores: cluster.clone(),
                 raft: tinykv_raftstore::Config { seed: id, ..Default::default() },
                 fjall: tinykv_engine::FjallConfig::for_tests(),
+                scheduler: None,
             };
             let node = Node::start(&config, rt.handle()).expect("start the store");
             let storage = RaftStorage::new(node.handle(), Duration::from_secs(5))

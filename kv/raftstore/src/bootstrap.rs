@@ -105,3 +105,67 @@ pub fn bootstrap_region(engines: &Engines, region: &Region) -> Result<()> {
     engines.kv.write(kv_wb.sync())?;
     Ok(())
 }
+
+/// Where a store that is about to bootstrap a cluster through the
+/// scheduler keeps the region it offers (see
+/// [`prepare_bootstrap_cluster`]): local key `0x01 0x04`.
+pub const PREPARE_BOOTSTRAP_KEY: [u8; 2] = [keys::LOCAL_PREFIX, 0x04];
+
+/// The first half of bootstrapping a cluster through the scheduler
+/// (TinyKV's "prepare bootstrap"): writes `region` here, and a marker
+/// naming it, *before* the store offers it to the scheduler. After a crash
+/// the store knows what it offered: [`load_prepared_bootstrap`] gives it
+/// back, and the store either keeps it (the scheduler took it:
+/// [`finish_prepared_bootstrap`]) or removes it (another store was first:
+/// [`clear_prepared_bootstrap`]).
+///
+/// # Errors
+///
+/// The region is already here; an engine error.
+pub fn prepare_bootstrap_cluster(engines: &Engines, region: &Region) -> Result<()> {
+    let mut wb = WriteBatch::new();
+    let state = RegionLocalState { state: PeerState::Normal as i32, region: Some(region.clone()) };
+    put_msg(&mut wb, &PREPARE_BOOTSTRAP_KEY, &state);
+    engines.kv.write(wb.sync())?;
+    bootstrap_region(engines, region)
+}
+
+/// The region offered by an unfinished [`prepare_bootstrap_cluster`].
+///
+/// # Errors
+///
+/// An engine error.
+pub fn load_prepared_bootstrap(engines: &Engines) -> Result<Option<Region>> {
+    let state: Option<RegionLocalState> = get_msg(engines.kv.as_ref(), &PREPARE_BOOTSTRAP_KEY)?;
+    Ok(state.and_then(|s| s.region))
+}
+
+/// The scheduler took the offered region: only the marker goes.
+///
+/// # Errors
+///
+/// An engine error.
+pub fn finish_prepared_bootstrap(engines: &Engines) -> Result<()> {
+    let mut wb = WriteBatch::new();
+    wb.delete(Cf::Meta, &PREPARE_BOOTSTRAP_KEY);
+    engines.kv.write(wb.sync())?;
+    Ok(())
+}
+
+/// Another store bootstrapped the cluster first: the offered region goes
+/// (its raft state, apply state and region state), then the marker.
+///
+/// # Errors
+///
+/// An engine error.
+pub fn clear_prepared_bootstrap(engines: &Engines, region_id: u64) -> Result<()> {
+    let mut raft_wb = WriteBatch::new();
+    raft_wb.delete(Cf::Meta, &keys::raft_state_key(region_id));
+    engines.raft.write(raft_wb.sync())?;
+    let mut kv_wb = WriteBatch::new();
+    kv_wb.delete(Cf::Meta, &keys::apply_state_key(region_id));
+    kv_wb.delete(Cf::Meta, &keys::region_state_key(region_id));
+    kv_wb.delete(Cf::Meta, &PREPARE_BOOTSTRAP_KEY);
+    engines.kv.write(kv_wb.sync())?;
+    Ok(())
+}

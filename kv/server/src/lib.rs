@@ -17,6 +17,7 @@ pub mod limits;
 pub mod node;
 pub mod raft_storage;
 pub mod raw_api;
+pub mod scheduler_client;
 pub mod service;
 pub mod txn_api;
 

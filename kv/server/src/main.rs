@@ -9,6 +9,17 @@
 //! SIGINT (Ctrl-C) or SIGTERM: it finishes the calls in flight, syncs the
 //! engine and exits.
 //!
+//! With `--scheduler` (lab 3c) it is one store of a cluster that
+//! `tinykv-scheduler` runs: it gets its store id from the scheduler (kept
+//! in its data directory), the first store bootstraps the cluster with one
+//! region, and from then on it reports its regions, splits them when they
+//! grow, and adds, removes and hands over peers as the scheduler says.
+//! Other stores are found through the scheduler.
+//!
+//! ```text
+//! tinykv-server --scheduler 127.0.0.1:2379 --data-dir ./data1 --addr 127.0.0.1:20161
+//! ```
+//!
 //! With `--store-id` and `--cluster` (lab 2b) it is one store of a static
 //! cluster: every store is listed with its address, a fresh data directory
 //! is bootstrapped with one region that has a peer on each, and raft
@@ -33,6 +44,7 @@ use clap::Parser;
 use tinykv_engine::FjallConfig;
 use tinykv_server::node::{Node, NodeConfig};
 use tinykv_server::raft_storage::RaftStorage;
+use tinykv_server::scheduler_client::{self, SchedulerClient};
 use tinykv_server::{Server, TinyKvService, serve, serve_service};
 use tinykv_storage::{StandaloneConfig, StandaloneStorage};
 
@@ -41,8 +53,27 @@ use tinykv_storage::{StandaloneConfig, StandaloneStorage};
 #[command(name = "tinykv-server", version, about)]
 struct Args {
     /// Serve the lab 1 standalone storage (no raft, no scheduler).
-    #[arg(long, conflicts_with_all = ["store_id", "cluster"])]
+    #[arg(long, conflicts_with_all = ["store_id", "cluster", "scheduler"])]
     standalone: bool,
+
+    /// Join the cluster of the `tinykv-scheduler` at this address
+    /// (`HOST:PORT`): the store gets its id there, the first store
+    /// bootstraps the cluster, and regions move and split as the scheduler
+    /// says.
+    #[arg(long, conflicts_with_all = ["store_id", "cluster"])]
+    scheduler: Option<String>,
+
+    /// The address other stores and clients reach this store at, if not
+    /// the listening address (with `--scheduler`; e.g. when listening on
+    /// 0.0.0.0).
+    #[arg(long, requires = "scheduler")]
+    advertise_addr: Option<String>,
+
+    /// Split a region once it holds more than this many bytes (with
+    /// `--scheduler`; it splits at about two thirds of it). Small values
+    /// make splits easy to watch in a demo.
+    #[arg(long, requires = "scheduler", default_value_t = 144 * 1024 * 1024)]
+    region_max_size: u64,
 
     /// This store's id in a static cluster (with `--cluster`).
     #[arg(long, requires = "cluster")]
@@ -76,10 +107,12 @@ fn main() -> ExitCode {
     let result = match (&args.store_id, &args.cluster) {
         (Some(id), Some(cluster)) => run_store(*id, cluster.clone(), &args),
         _ if args.standalone => run(args),
+        _ if args.scheduler.is_some() => run_joined(&args),
         _ => {
             eprintln!(
-                "error: say how to run: --standalone (lab 1), or --store-id N --cluster \
-                 1=HOST:PORT,2=HOST:PORT,... (one store of a replicated cluster)"
+                "error: say how to run: --standalone (lab 1); --store-id N --cluster \
+                 1=HOST:PORT,2=HOST:PORT,... (one store of a static cluster); or --scheduler \
+                 HOST:PORT (one store of a cluster that tinykv-scheduler runs)"
             );
             return ExitCode::from(2);
         }
@@ -168,6 +201,7 @@ fn run_store(store_id: u64, cluster: BTreeMap<u64, String>, args: &Args) -> Resu
             ..Default::default()
         },
         fjall: FjallConfig::default(),
+        scheduler: None,
     };
     let node = Node::start(&cfg, runtime.handle())?;
     let storage =
@@ -194,6 +228,69 @@ fn run_store(store_id: u64, cluster: BTreeMap<u64, String>, args: &Args) -> Resu
         }
         // Stop the store thread first: its raft streams then end, and the
         // gRPC server can finish the calls in flight.
+        tokio::task::block_in_place(|| node.stop());
+        let _ = stopped_tx.send(());
+        finish_within_grace(serve).await
+    });
+    served?;
+    log::info!("tinykv-server stopped cleanly");
+    Ok(())
+}
+
+/// Runs one store of a cluster that `tinykv-scheduler` runs, until SIGINT
+/// or SIGTERM: it listens first (so that its address is known, also with
+/// port 0), joins the cluster ([`scheduler_client::join`]), then starts.
+fn run_joined(args: &Args) -> Result<(), String> {
+    let scheduler_addr = args.scheduler.clone().expect("--scheduler");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let data_dir = args.data_dir.clone();
+    let served: Result<(), String> = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?.to_string();
+        let advertise = args.advertise_addr.clone().unwrap_or_else(|| addr.clone());
+        let client = SchedulerClient::connect(&scheduler_addr, Duration::from_secs(30))
+            .await
+            .map_err(|e| e.to_string())?;
+        let engines = tinykv_server::node::open_engines(&data_dir, FjallConfig::default())?;
+        let store_id = scheduler_client::join(&client, &engines, &advertise).await?;
+        let cfg = NodeConfig {
+            store_id,
+            data_dir: data_dir.clone(),
+            stores: BTreeMap::from([(store_id, advertise.clone())]),
+            raft: tinykv_raftstore::Config {
+                seed: store_id,
+                region_max_size: args.region_max_size,
+                region_split_size: args.region_max_size / 3 * 2,
+                ..Default::default()
+            },
+            fjall: FjallConfig::default(),
+            scheduler: Some(client),
+        };
+        let node = tokio::task::block_in_place(|| {
+            Node::start_on(&cfg, engines, &tokio::runtime::Handle::current())
+        })?;
+        let storage = RaftStorage::new(node.handle(), Duration::from_secs(5));
+        let service = TinyKvService::new(Server::new(Arc::new(storage))).with_node(node.handle());
+        log::info!(
+            "tinykv-server listening on {addr} (store {store_id}, advertised as {advertise}, \
+             scheduler {scheduler_addr}, data dir {})",
+            data_dir.display()
+        );
+        println!("tinykv-server store {store_id} listening on {addr}");
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = serve_service(listener, service, async {
+            let _ = stopped_rx.await;
+        });
+        tokio::pin!(serve);
+        tokio::select! {
+            r = &mut serve => return r.map_err(|e| format!("gRPC server failed: {e}")),
+            () = shutdown_signal() => {}
+        }
         tokio::task::block_in_place(|| node.stop());
         let _ = stopped_tx.send(());
         finish_within_grace(serve).await

@@ -44,6 +44,9 @@ use tinykv_proto::eraftpb::MessageType;
 use tinykv_proto::metapb::Region;
 use tinykv_proto::raft_cmdpb::RaftCmdRequest;
 use tinykv_proto::raft_serverpb::{RaftMessage, RaftSnapshotData, SnapshotChunk, SnapshotMeta};
+use tinykv_proto::schedulerpb::{
+    AskSplitResponse, RegionHeartbeatRequest, RegionHeartbeatResponse,
+};
 use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
 use tinykv_raftstore::bootstrap::{
     bootstrap_region, bootstrap_store, first_region, load_store_ident,
@@ -56,10 +59,14 @@ use tokio::sync::mpsc as tmpsc;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::scheduler_client::SchedulerClient;
+
 /// Inputs queued for the store thread at most.
 pub const INPUT_QUEUE: usize = 4096;
 /// Raft messages queued per peer store at most.
 pub const SEND_QUEUE: usize = 4096;
+/// Reports to the scheduler queued at most.
+pub const REPORT_QUEUE: usize = 4096;
 /// Bytes of snapshot file data per `Snapshot` stream chunk.
 pub const SNAPSHOT_CHUNK: usize = 1024 * 1024;
 
@@ -152,6 +159,12 @@ pub struct NodeConfig {
     pub raft: tinykv_raftstore::Config,
     /// The engines' config.
     pub fjall: FjallConfig,
+    /// The scheduler this store has joined ([`crate::scheduler_client::join`]),
+    /// if it runs in a cluster with one: its reports go there and its
+    /// operators come from there, and the other stores' addresses are
+    /// looked up there (`stores` then lists this store only). `None`: a
+    /// static cluster, whose data directory is bootstrapped here.
+    pub scheduler: Option<SchedulerClient>,
 }
 
 enum Input {
@@ -160,6 +173,10 @@ enum Input {
     Command(Box<RaftCmdRequest>, mpsc::Sender<CmdResponse>),
     Region(u64, mpsc::Sender<Option<Region>>),
     RegionForKey(Vec<u8>, mpsc::Sender<Option<Region>>),
+    /// The scheduler's answer to a region heartbeat (an operator's step).
+    FromScheduler(Box<RegionHeartbeatResponse>),
+    /// The scheduler's answer to an `AskSplit`: the new region's ids.
+    SplitIds(Box<Region>, Vec<u8>, AskSplitResponse),
     Stop,
 }
 
@@ -181,6 +198,8 @@ impl std::fmt::Debug for Input {
             Input::Command(..) => f.write_str("Command"),
             Input::Region(..) => f.write_str("Region"),
             Input::RegionForKey(..) => f.write_str("RegionForKey"),
+            Input::FromScheduler(_) => f.write_str("FromScheduler"),
+            Input::SplitIds(..) => f.write_str("SplitIds"),
             Input::Stop => f.write_str("Stop"),
         }
     }
@@ -341,7 +360,23 @@ impl Node {
     /// A message saying what failed (engines, bootstrap, start).
     pub fn start(cfg: &NodeConfig, runtime: &tokio::runtime::Handle) -> Result<Node, String> {
         let engines = open_engines(&cfg.data_dir, cfg.fjall.clone())?;
-        bootstrap_if_fresh(cfg, &engines)?;
+        Node::start_on(cfg, engines, runtime)
+    }
+
+    /// Starts store `cfg.store_id` on engines already open (and, with a
+    /// scheduler, already joined to its cluster).
+    ///
+    /// # Errors
+    ///
+    /// A message saying what failed.
+    pub fn start_on(
+        cfg: &NodeConfig,
+        engines: Engines,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Node, String> {
+        if cfg.scheduler.is_none() {
+            bootstrap_if_fresh(cfg, &engines)?;
+        }
         let snap_dir = cfg.data_dir.join("snap");
         let snaps = SnapManager::open(&snap_dir).map_err(|e| {
             format!("cannot open the snapshot directory {}: {e}", snap_dir.display())
@@ -350,14 +385,21 @@ impl Node {
         let store = Store::start(cfg.raft.clone(), engines.clone(), snaps.clone())
             .map_err(|e| format!("store {} cannot start: {e}", cfg.store_id))?;
         let timing = LinkTiming::for_raft(&cfg.raft);
-        let transport = Transport::new(cfg.store_id, &cfg.stores, timing, snaps.clone(), runtime);
+        let resolver = cfg.scheduler.clone();
+        let transport =
+            Transport::new(cfg.store_id, &cfg.stores, timing, snaps.clone(), runtime, resolver);
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
         let store_id = cfg.store_id;
+        let reports = cfg.scheduler.clone().map(|client| {
+            let (reports_tx, reports_rx) = tmpsc::channel(REPORT_QUEUE);
+            runtime.spawn(run_reports(client, store_id, reports_rx, tx.clone()));
+            reports_tx
+        });
         let workers = Workers::start(store_id, &engines, &snaps, &tx)?;
         let tick = Duration::from_millis(cfg.raft.raft_base_tick_ms);
         let thread = std::thread::Builder::new()
             .name(format!("store-{store_id}"))
-            .spawn(move || run_store(store, transport, workers, rx, tick))
+            .spawn(move || run_store(store, transport, workers, reports, rx, tick))
             .map_err(|e| format!("cannot start the store thread: {e}"))?;
         let (stopped, stopped_rx) = watch::channel(false);
         let handle = NodeHandle { store_id, tx, snaps, stopped: stopped_rx };
@@ -390,7 +432,12 @@ impl Drop for Node {
     }
 }
 
-fn open_engines(dir: &Path, fjall: FjallConfig) -> Result<Engines, String> {
+/// The store's two engines in `dir` (`kv` and `raft`), created if missing.
+///
+/// # Errors
+///
+/// Which engine failed to open, and why.
+pub fn open_engines(dir: &Path, fjall: FjallConfig) -> Result<Engines, String> {
     let open = |sub: &str| {
         FjallEngine::open(dir.join(sub), fjall.clone())
             .map_err(|e| format!("cannot open the {sub} engine in {}: {e}", dir.display()))
@@ -427,6 +474,8 @@ struct ThreadContext<'a> {
     transport: &'a Transport,
     workers: &'a Workers,
     pending: &'a mut BTreeMap<Token, mpsc::Sender<CmdResponse>>,
+    /// Where reports to the scheduler go (`None`: no scheduler).
+    reports: Option<&'a tmpsc::Sender<SchedulerTask>>,
 }
 
 impl Context for ThreadContext<'_> {
@@ -444,10 +493,19 @@ impl Context for ThreadContext<'_> {
         self.workers.schedule(task);
     }
 
-    /// There is no scheduler process yet (lab 3c): heartbeats go nowhere,
-    /// and the cluster's membership is the one it was started with.
+    /// To the scheduler's link ([`run_reports`]), never waiting: a full
+    /// queue drops the report (heartbeats repeat, a split check asks
+    /// again). In a static cluster there is no scheduler, and heartbeats
+    /// go nowhere.
     fn report(&mut self, task: SchedulerTask) {
-        log::trace!("no scheduler to report to: {task:?}");
+        match self.reports {
+            Some(reports) => {
+                if let Err(e) = reports.try_send(task) {
+                    log::debug!("a report to the scheduler is dropped: {e}");
+                }
+            }
+            None => log::trace!("no scheduler to report to: {task:?}"),
+        }
     }
 }
 
@@ -514,6 +572,7 @@ fn run_store(
     mut store: Store,
     transport: Transport,
     workers: Workers,
+    reports: Option<tmpsc::Sender<SchedulerTask>>,
     rx: Receiver<Input>,
     tick: Duration,
 ) {
@@ -531,8 +590,12 @@ fn run_store(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut ctx =
-            ThreadContext { transport: &transport, workers: &workers, pending: &mut pending };
+        let mut ctx = ThreadContext {
+            transport: &transport,
+            workers: &workers,
+            pending: &mut pending,
+            reports: reports.as_ref(),
+        };
         let result = match input {
             None => {
                 next_tick += tick;
@@ -564,6 +627,10 @@ fn run_store(
             Some(Input::RegionForKey(key, reply)) => {
                 let _ = reply.send(store.meta().region_for_key(&key).cloned());
                 Ok(())
+            }
+            Some(Input::FromScheduler(resp)) => store.on_region_heartbeat_response(*resp, &mut ctx),
+            Some(Input::SplitIds(region, split_key, resp)) => {
+                store.on_ask_split_response(*region, split_key, resp, &mut ctx)
             }
             Some(Input::Stop) => break,
         };
@@ -622,14 +689,21 @@ impl LeaderLog {
 }
 
 /// Outgoing raft messages: one bounded queue and one gRPC stream per peer
-/// store.
+/// store. In a static cluster every address is known from the start; with
+/// a scheduler, the first message to a store opens its queue and looks
+/// its address up there ([`resolve_then_stream`]).
 struct Transport {
     store_id: u64,
-    queues: BTreeMap<u64, tmpsc::Sender<RaftMessage>>,
-    addrs: BTreeMap<u64, String>,
+    /// Store id → its queue. Invariant: one stream task per queue.
+    queues: Mutex<BTreeMap<u64, tmpsc::Sender<RaftMessage>>>,
+    /// Store id → its address, as far as known.
+    addrs: Arc<Mutex<BTreeMap<u64, String>>>,
     timing: LinkTiming,
     snaps: Arc<SnapManager>,
     runtime: tokio::runtime::Handle,
+    /// Where unknown stores' addresses are looked up (`None`: a static
+    /// cluster).
+    resolver: Option<SchedulerClient>,
     dropped: Mutex<u64>,
 }
 
@@ -640,6 +714,7 @@ impl Transport {
         timing: LinkTiming,
         snaps: Arc<SnapManager>,
         rt: &tokio::runtime::Handle,
+        resolver: Option<SchedulerClient>,
     ) -> Transport {
         let mut queues = BTreeMap::new();
         for (&id, addr) in stores {
@@ -659,13 +734,29 @@ impl Transport {
         }
         Transport {
             store_id,
-            queues,
-            addrs: stores.clone(),
+            queues: Mutex::new(queues),
+            addrs: Arc::new(Mutex::new(stores.clone())),
             timing,
             snaps,
             runtime: rt.clone(),
+            resolver,
             dropped: Mutex::new(0),
         }
+    }
+
+    /// The queue to store `to`: opened now (with a stream task that looks
+    /// its address up) if the scheduler can tell where it is.
+    fn queue(&self, to: u64) -> Option<tmpsc::Sender<RaftMessage>> {
+        let mut queues = self.queues.lock().expect("transport queues");
+        if let Some(q) = queues.get(&to) {
+            return Some(q.clone());
+        }
+        let resolver = self.resolver.clone()?;
+        let (tx, rx) = tmpsc::channel(SEND_QUEUE);
+        let (from, timing, addrs) = (self.store_id, self.timing, self.addrs.clone());
+        self.runtime.spawn(resolve_then_stream(from, to, resolver, addrs, timing, rx));
+        queues.insert(to, tx.clone());
+        Some(tx)
     }
 
     fn send(&self, msg: RaftMessage) {
@@ -673,7 +764,7 @@ impl Transport {
         if msg.message.as_ref().is_some_and(|m| m.msg_type() == MessageType::MsgSnapshot) {
             return self.send_snapshot(to, msg);
         }
-        let Some(q) = self.queues.get(&to) else {
+        let Some(q) = self.queue(to) else {
             log::warn!("store {}: no address for store {to}", self.store_id);
             return;
         };
@@ -687,11 +778,50 @@ impl Transport {
     }
 }
 
+/// Looks the address of store `to` up with the scheduler (again every
+/// 500 ms until it knows one), then keeps a `Raft` stream to it like
+/// [`stream_to`].
+async fn resolve_then_stream(
+    from: u64,
+    to: u64,
+    resolver: SchedulerClient,
+    addrs: Arc<Mutex<BTreeMap<u64, String>>>,
+    timing: LinkTiming,
+    mut rx: tmpsc::Receiver<RaftMessage>,
+) {
+    let endpoint = loop {
+        match resolver.get_store(to).await {
+            Ok(Some(store)) if !store.address.is_empty() => match timing.endpoint(&store.address) {
+                Ok(endpoint) => {
+                    log::info!("store {from}: store {to} is at {}", store.address);
+                    addrs.lock().expect("transport addresses").insert(to, store.address);
+                    break endpoint;
+                }
+                Err(e) => log::warn!("store {from}: store {to}'s address: {e}"),
+            },
+            Ok(_) => log::debug!("store {from}: the scheduler knows no address of store {to}"),
+            Err(e) => log::debug!("store {from}: cannot look store {to} up: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // What queued up meanwhile is stale.
+        while rx.try_recv().is_ok() {}
+        if rx.is_closed() {
+            return;
+        }
+    };
+    stream_to(from, to, endpoint, timing, rx).await;
+}
+
 impl Transport {
     /// Sends a snapshot message and its files on a `Snapshot` stream of
     /// its own (lost if anything fails: the leader sends another).
     fn send_snapshot(&self, to: u64, msg: RaftMessage) {
-        let (Some(addr), Some(key)) = (self.addrs.get(&to), snapshot_key(&msg)) else {
+        let addr = self.addrs.lock().expect("transport addresses").get(&to).cloned();
+        if addr.is_none() {
+            // Opens the queue, which looks the address up for next time.
+            let _ = self.queue(to);
+        }
+        let (Some(addr), Some(key)) = (addr, snapshot_key(&msg)) else {
             log::warn!("store {}: cannot send a snapshot to store {to}", self.store_id);
             return;
         };
@@ -704,7 +834,7 @@ impl Transport {
                 return;
             }
         };
-        let endpoint = match self.timing.endpoint(addr) {
+        let endpoint = match self.timing.endpoint(&addr) {
             Ok(endpoint) => endpoint,
             Err(e) => {
                 log::warn!("store {}: cannot send snapshot {key}: {e}", self.store_id);
@@ -760,6 +890,102 @@ async fn send_snapshot(
     drop(tx);
     call.await.map_err(|e| e.to_string())?.map_err(|s| s.message().to_string())?;
     Ok(bytes)
+}
+
+/// Carries a store's reports to the scheduler and its answers back to the
+/// store thread, until the store stops (`reports` closes).
+///
+/// Region heartbeats go on one long-lived `RegionHeartbeat` stream, and
+/// its answers (operators' steps) come back on it; a broken stream is
+/// opened again within a second, and the heartbeats meanwhile are dropped
+/// (the next ones carry the same news). Store heartbeats and split asks
+/// are calls of their own, run concurrently, so a slow one holds nothing
+/// up. An answer that finds the store's input queue full is dropped: the
+/// scheduler repeats its operators, and a split check asks again.
+async fn run_reports(
+    client: SchedulerClient,
+    store_id: u64,
+    mut reports: tmpsc::Receiver<SchedulerTask>,
+    input: SyncSender<Input>,
+) {
+    let mut stream: Option<tmpsc::Sender<RegionHeartbeatRequest>> = None;
+    let mut next_open = tokio::time::Instant::now();
+    while let Some(task) = reports.recv().await {
+        match task {
+            SchedulerTask::RegionHeartbeat(req) => {
+                if stream.as_ref().is_none_or(tmpsc::Sender::is_closed)
+                    && tokio::time::Instant::now() >= next_open
+                {
+                    next_open = tokio::time::Instant::now() + Duration::from_secs(1);
+                    stream = open_heartbeats(&client, store_id, input.clone()).await;
+                }
+                if let Some(tx) = &stream
+                    && tx.try_send(req).is_err()
+                {
+                    log::debug!("store {store_id}: a region heartbeat is dropped");
+                }
+            }
+            SchedulerTask::StoreHeartbeat(req) => {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = client.store_heartbeat(req).await {
+                        log::warn!("store {store_id}: store heartbeat: {e}");
+                    }
+                });
+            }
+            SchedulerTask::AskSplit { region, split_key, .. } => {
+                let (client, input) = (client.clone(), input.clone());
+                tokio::spawn(async move {
+                    match client.ask_split(region.clone()).await {
+                        Ok(resp) => {
+                            let ids = Input::SplitIds(Box::new(region), split_key, resp);
+                            if input.try_send(ids).is_err() {
+                                log::warn!("store {store_id}: a split's ids are dropped");
+                            }
+                        }
+                        Err(e) => {
+                            log::info!("store {store_id}: split of region {}: {e}", region.id)
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Opens a region heartbeat stream; a task hands its answers to the store
+/// thread until it ends. `None` if it cannot be opened now.
+async fn open_heartbeats(
+    client: &SchedulerClient,
+    store_id: u64,
+    input: SyncSender<Input>,
+) -> Option<tmpsc::Sender<RegionHeartbeatRequest>> {
+    let (tx, rx) = tmpsc::channel(REPORT_QUEUE);
+    let mut answers = match client.region_heartbeats(rx).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            log::warn!("store {store_id}: cannot open the region heartbeat stream: {e}");
+            return None;
+        }
+    };
+    log::info!("store {store_id}: region heartbeat stream to the scheduler open");
+    tokio::spawn(async move {
+        loop {
+            match answers.message().await {
+                Ok(Some(resp)) => {
+                    if input.try_send(Input::FromScheduler(Box::new(resp))).is_err() {
+                        log::debug!("store {store_id}: an operator is dropped (queue full)");
+                    }
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    log::warn!("store {store_id}: region heartbeat stream: {}", status.message());
+                    break;
+                }
+            }
+        }
+    });
+    Some(tx)
 }
 
 /// The snapshot a snapshot message carries.

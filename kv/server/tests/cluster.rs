@@ -81,6 +81,7 @@ impl TestCluster {
                 ..Default::default()
             },
             fjall: FjallConfig::for_tests(),
+            scheduler: None,
         }
     }
 

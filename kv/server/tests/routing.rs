@@ -44,6 +44,7 @@ fn start_store(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Node {
         stores: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
         raft: tinykv_raftstore::Config { seed: 1, ..Default::default() },
         fjall: FjallConfig::for_tests(),
+        scheduler: None,
     };
     Node::start(&cfg, rt.handle()).unwrap()
 }
