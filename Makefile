@@ -19,10 +19,12 @@ LAB_ARGS = $(if $(TEST),--test $(TEST)) $(if $(SEED),--seed $(SEED)) $(if $(SEED
 LAB_TARGETS = project1 project2 project2a project2aa project2ab project2ac project2b project2c \
               project3 project3a project3b project3c project4 project4a project4b project4c
 
-.PHONY: help run build test test-workspace handout verify docs fmt lint bench clean $(LAB_TARGETS)
+.PHONY: help run build cluster cluster-stop cluster-status test test-workspace handout verify docs fmt lint bench clean $(LAB_TARGETS)
 
 help:
 	@echo "make run                 build and start tinykv-server --standalone on $(DATA) at $(ADDR)"
+	@echo "make cluster             build and start a scheduler and 3 stores on loopback (data in data/cluster)"
+	@echo "make cluster-stop        stop them (make cluster-status: what runs)"
 	@echo "make test                workspace tests (and the 2b and 2c suites on fjall), then 'labs verify'"
 	@echo "make project1 ... project4c   a lab's graded suite (TEST=name SEED=n SEEDS=k)"
 	@echo "make handout STAGE=1 [OUT=dir]   the student repository up to a lab"
@@ -45,6 +47,16 @@ run: build
 	@echo "  $(BIN)/tinykv-ctl --addr $(ADDR) txn scan"
 	@echo
 	$(BIN)/tinykv-server --standalone --data-dir $(DATA) --addr $(ADDR)
+
+cluster:
+	$(CARGO) build -p tinykv-server -p tinykv-ctl -p tinykv-scheduler-server
+	BIN=$(BIN) scripts/cluster.sh start
+
+cluster-stop:
+	scripts/cluster.sh stop
+
+cluster-status:
+	scripts/cluster.sh status
 
 test: test-workspace verify
 

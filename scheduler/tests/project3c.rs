@@ -324,14 +324,12 @@ fn region_heartbeat_repeated_splits_and_merges_keep_the_index_consistent_3c() {
     take(&mut c, info(region(1, ("", ""), (1, 1), &peers(1))));
     let mut model = BTreeMap::from([(1u64, (String::new(), String::new()))]);
     let mut version = 1;
-    let mut next_id = 2;
     // Split region 1 off its right end ten times, then merge pairs back.
     for round in 0..10u32 {
         version += 1;
         let cut = format!("{:03}", 90 - round * 9);
         let (start, end) = model[&1].clone();
-        let new_id = next_id;
-        next_id += 1;
+        let new_id = u64::from(round) + 2;
         let right = info(region(new_id, (&cut, &end), (1, version), &peers(new_id)));
         let left = info(region(1, (&start, &cut), (1, version), &peers(1)));
         if round % 2 == 0 {

@@ -1,7 +1,8 @@
-//! `tinykv-ctl`: talk to a TinyKV server from the shell.
+//! `tinykv-ctl`: talk to a TinyKV server, or a whole cluster, from the
+//! shell.
 //!
 //! ```text
-//! tinykv-ctl [--addr HOST:PORT] raw put KEY VALUE [--cf CF]
+//! tinykv-ctl [--addr HOST:PORT | --scheduler HOST:PORT] raw put KEY VALUE [--cf CF]
 //! tinykv-ctl raw get KEY [--cf CF]
 //! tinykv-ctl raw delete KEY [--cf CF]
 //! tinykv-ctl raw scan [START] [--limit N] [--cf CF]
@@ -13,14 +14,20 @@
 //! tinykv-ctl txn status KEY --start-ts TS [--now TS]
 //! tinykv-ctl txn rollback KEY [KEY ...] --start-ts TS
 //! tinykv-ctl txn resolve --start-ts TS [--commit-ts TS]
+//! tinykv-ctl --scheduler HOST:PORT cluster stores
+//! tinykv-ctl --scheduler HOST:PORT cluster regions [--limit N]
+//! tinykv-ctl --scheduler HOST:PORT cluster region KEY
+//! tinykv-ctl --scheduler HOST:PORT cluster tso
+//! tinykv-ctl --scheduler HOST:PORT cluster operator REGION_ID
 //! ```
+//!
+//! # One store: `--addr`
 //!
 //! `txn put` is a whole Percolator transaction: a prewrite of every pair
 //! (the first key is the primary), then a commit. Timestamps come from a
 //! local clock in the timestamp layout of `tinykv_transaction::ts`
 //! (milliseconds, then an 18-bit counter filled from the sub-millisecond
-//! clock), unless given; a cluster will hand them out from the
-//! scheduler's timestamp oracle instead.
+//! clock), unless given.
 //!
 //! `--addr` is `HOST:PORT` (default `127.0.0.1:20160`) or
 //! `http://HOST:PORT`; tinykv-server speaks plain gRPC, so `https://` is
@@ -34,37 +41,92 @@
 //! leader (and the rest of the command's requests too); if that one fails,
 //! the command fails.
 //!
+//! # A cluster: `--scheduler`
+//!
+//! With `--scheduler HOST:PORT` (the `tinykv-scheduler` of a cluster whose
+//! stores joined with `tinykv-server --scheduler`), tinykv-ctl talks to
+//! the whole cluster instead of one store (`--addr` given too is a
+//! command-line mistake: one or the other). Every request goes to the
+//! leader of its key's region, which tinykv-ctl finds through the
+//! scheduler and corrects from the stores' region errors, retrying a few
+//! times ([`router`] says how). A scan goes region by region; a
+//! transaction's prewrite and commit send one request per region, the
+//! primary key's region first. Timestamps come from the scheduler's
+//! timestamp oracle instead of the local clock. The `cluster` commands
+//! ([`cluster`]) show the stores, the regions, a timestamp and a region's
+//! operator.
+//!
+//! A prewrite that fails in one region after others took their locks
+//! rolls the whole transaction back (a prewrite never leaves half a
+//! transaction locked); a commit that fails after the primary's region
+//! committed leaves a committed transaction, and the message says how to
+//! commit the rest (`txn resolve`).
+//!
+//! # Exit status
+//!
 //! The exit status is 0 on success (a missing key is a success: it prints
-//! `(not found)`), 1 when the server reports an error or cannot be reached,
+//! `(not found)`), 1 when a server reports an error or cannot be reached,
 //! 2 on a bad command line (an unknown flag, a malformed `--addr`, a key
 //! without its value, bad hex, a commit timestamp not above the start
-//! timestamp): then nothing is sent.
+//! timestamp): then nothing is sent to a store.
+//!
+//! # Code map
+//!
+//! - main.rs: the command line and the `raw` and `txn` commands, written
+//!   once over a [`client::Client`];
+//! - [`client`]: one store or a cluster, behind the same operations;
+//! - [`store`]: the requests ([`store::Rpc`]) and the one-store client;
+//! - [`router`], [`region_cache`], [`scheduler`]: the cluster client;
+//! - [`cluster`]: the `cluster` commands;
+//! - [`addr`]: `HOST:PORT` on the command line.
 #![forbid(unsafe_code)]
+
+mod addr;
+mod client;
+mod cluster;
+mod region_cache;
+mod router;
+mod scheduler;
+mod store;
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tinykv_proto::errorpb;
 use tinykv_proto::kvrpcpb::{
-    Action, BatchRollbackRequest, BatchRollbackResponse, CheckTxnStatusRequest,
-    CheckTxnStatusResponse, CommitRequest, CommitResponse, GetRequest, GetResponse, KeyError,
-    PrewriteRequest, PrewriteResponse, RawDeleteRequest, RawDeleteResponse, RawGetRequest,
-    RawGetResponse, RawPutRequest, RawPutResponse, RawScanRequest, RawScanResponse,
-    ResolveLockRequest, ResolveLockResponse, ScanRequest, ScanResponse,
+    Action, BatchRollbackResponse, CommitResponse, KeyError, KvPair, PrewriteResponse,
+    RawDeleteRequest, RawGetRequest, RawPutRequest, RawScanRequest, ResolveLockResponse,
 };
-use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
 use tinykv_transaction::requests::{self, PrewriteBuilder};
 use tinykv_transaction::ts;
-use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
 
-/// Command-line client for a TinyKV server.
+use crate::addr::{Addr, parse_addr, parse_scheduler_addr};
+use crate::client::Client;
+use crate::cluster::ClusterCommand;
+use crate::router::{KeySpace, Router};
+use crate::scheduler::SchedulerClient;
+use crate::store::Ctl;
+
+/// Command-line client for a TinyKV server or cluster.
 #[derive(Debug, Parser)]
 #[command(name = "tinykv-ctl", version, about)]
 struct Cli {
-    /// The server address: HOST:PORT or http://HOST:PORT.
+    /// The store's address: HOST:PORT or http://HOST:PORT (without
+    /// --scheduler).
     #[arg(long, global = true, default_value = "127.0.0.1:20160", value_parser = parse_addr)]
     addr: Addr,
+
+    /// Talk to the cluster of the tinykv-scheduler at HOST:PORT: route
+    /// every request to its key's region leader, and take timestamps from
+    /// the scheduler. Not with --addr.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        value_parser = parse_scheduler_addr,
+        conflicts_with = "addr"
+    )]
+    scheduler: Option<Addr>,
 
     /// Read keys and values on the command line as hex (e.g. `6b31`).
     #[arg(long, global = true)]
@@ -82,6 +144,9 @@ enum Command {
     /// The transactional API (Percolator).
     #[command(subcommand)]
     Txn(TxnCommand),
+    /// What the scheduler knows about the cluster (needs --scheduler).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,65 +277,6 @@ struct CfArg {
     cf: String,
 }
 
-/// A server address, checked: `HOST:PORT` with a host and a port from 1 to
-/// 65535.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Addr {
-    /// `HOST:PORT` (an IPv6 host in brackets).
-    host_port: String,
-}
-
-impl std::fmt::Display for Addr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.host_port)
-    }
-}
-
-/// `--addr` (and a leader address a store names): `HOST:PORT`, or
-/// `http://HOST:PORT` with an optional `/` at the end; says what is wrong
-/// with anything else.
-fn parse_addr(text: &str) -> Result<Addr, String> {
-    let host_port = match text.split_once("://") {
-        None => text,
-        Some(("http", rest)) => rest.strip_suffix('/').unwrap_or(rest),
-        Some(("https", _)) => {
-            return Err("tinykv-server speaks plain gRPC, without TLS: \
-                        use HOST:PORT or http://HOST:PORT"
-                .into());
-        }
-        Some((scheme, _)) => {
-            return Err(format!("unknown scheme {scheme}://: use HOST:PORT or http://HOST:PORT"));
-        }
-    };
-    if host_port.contains('/') {
-        return Err(format!("{host_port:?} has a path: expected HOST:PORT, e.g. 127.0.0.1:20160"));
-    }
-    let Some((host, port)) = host_port.rsplit_once(':') else {
-        return Err(format!("no port: expected HOST:PORT, e.g. {host_port}:20160"));
-    };
-    if host.is_empty() {
-        return Err(format!("no host before the port: expected HOST:PORT, e.g. 127.0.0.1:{port}"));
-    }
-    if port.is_empty() {
-        return Err(format!("no port after the colon: expected HOST:PORT, e.g. {host}:20160"));
-    }
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err("an IPv6 address goes in brackets: e.g. [::1]:20160".into());
-    }
-    if !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("port {port:?} is not a number"));
-    }
-    let port = port.parse::<u64>().unwrap_or(u64::MAX);
-    if !(1..=65535).contains(&port) {
-        return Err(format!("port {port} is out of range: ports go from 1 to 65535"));
-    }
-    let host_port = format!("{host}:{port}");
-    if Endpoint::from_shared(format!("http://{host_port}")).is_err() {
-        return Err(format!("{host:?} is not a host name or an IP address"));
-    }
-    Ok(Addr { host_port })
-}
-
 /// Why a command failed; it decides the exit status.
 #[derive(Debug)]
 enum Failure {
@@ -306,148 +312,33 @@ fn fail(failure: Failure) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let mut ctl = Ctl::new(cli.addr)?;
-    match cli.command {
-        Command::Raw(command) => run_raw(&mut ctl, command, cli.hex).await,
-        Command::Txn(command) => run_txn(&mut ctl, command, cli.hex).await,
-    }
-}
-
-/// A request tinykv-ctl sends: the client method that sends it, and where
-/// its answer keeps the region error.
-trait Rpc: Clone {
-    type Response;
-
-    async fn send(
-        self,
-        client: TinyKvClient<Channel>,
-    ) -> Result<tonic::Response<Self::Response>, Status>;
-
-    fn region_error(response: &Self::Response) -> Option<&errorpb::Error>;
-}
-
-macro_rules! rpc {
-    ($($request:ty => $response:ty, $method:ident;)*) => {$(
-        impl Rpc for $request {
-            type Response = $response;
-
-            async fn send(
-                self,
-                mut client: TinyKvClient<Channel>,
-            ) -> Result<tonic::Response<$response>, Status> {
-                client.$method(self).await
-            }
-
-            fn region_error(response: &$response) -> Option<&errorpb::Error> {
-                response.region_error.as_ref()
-            }
-        }
-    )*};
-}
-
-rpc! {
-    RawGetRequest => RawGetResponse, raw_get;
-    RawPutRequest => RawPutResponse, raw_put;
-    RawDeleteRequest => RawDeleteResponse, raw_delete;
-    RawScanRequest => RawScanResponse, raw_scan;
-    GetRequest => GetResponse, kv_get;
-    ScanRequest => ScanResponse, kv_scan;
-    PrewriteRequest => PrewriteResponse, kv_prewrite;
-    CommitRequest => CommitResponse, kv_commit;
-    CheckTxnStatusRequest => CheckTxnStatusResponse, kv_check_txn_status;
-    BatchRollbackRequest => BatchRollbackResponse, kv_batch_rollback;
-    ResolveLockRequest => ResolveLockResponse, kv_resolve_lock;
-}
-
-/// The store tinykv-ctl talks to. Every request goes through
-/// [`Ctl::send`], which follows a "not the leader" answer once.
-struct Ctl {
-    /// Where requests go: `--addr`, or the leader's address once a store
-    /// has named it.
-    addr: Addr,
-    /// A channel to `addr` that connects on its first request, so that a
-    /// bad command line is reported before anything is sent.
-    client: TinyKvClient<Channel>,
-}
-
-impl Ctl {
-    fn new(addr: Addr) -> Result<Ctl, Failure> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Failure::Request(format!("cannot connect to {addr}: {e}")))?
-            // Small requests and answers: do not let Nagle's algorithm hold
-            // them back for a delayed ACK (tonic's default, said here).
-            .tcp_nodelay(true);
-        let client = TinyKvClient::new(endpoint.connect_lazy());
-        Ok(Ctl { addr, client })
-    }
-
-    /// Sends `request`. When the store answers that it is not the leader
-    /// of the region and names the leader's address (`not_leader` in the
-    /// region error, judged by its fields, never its text), says so on
-    /// stderr and sends the same request once more, to the leader; that
-    /// answer is the answer, whatever it is. Later requests go to the
-    /// leader directly.
-    async fn send<R: Rpc>(&mut self, request: R) -> Result<R::Response, Failure> {
-        let response = self.send_here(request.clone()).await?;
-        let not_leader = R::region_error(&response)
-            .and_then(|e| e.not_leader.as_ref())
-            .filter(|not_leader| !not_leader.leader_address.is_empty());
-        let Some(not_leader) = not_leader else {
-            return Ok(response);
-        };
-        let leader = parse_addr(&not_leader.leader_address).map_err(|e| {
-            Failure::Request(format!(
-                "store at {} is not the leader of region {} and names the leader's address \
-                 {:?}, which tinykv-ctl cannot use: {e}",
-                self.addr, not_leader.region_id, not_leader.leader_address
-            ))
-        })?;
-        let store = match &not_leader.leader {
-            Some(peer) => format!(" (store {})", peer.store_id),
-            None => String::new(),
-        };
-        eprintln!(
-            "note: store at {} is not the leader of region {}; retrying at the leader {leader}{store}",
-            self.addr, not_leader.region_id
-        );
-        *self = Ctl::new(leader)?;
-        self.send_here(request).await
-    }
-
-    /// Sends `request` to `self.addr`, with no redirect.
-    async fn send_here<R: Rpc>(&self, request: R) -> Result<R::Response, Failure> {
-        match request.send(self.client.clone()).await {
-            Ok(response) => Ok(response.into_inner()),
-            Err(status) => Err(Failure::Request(self.describe_status(&status))),
+    let Cli { addr, scheduler, hex, command } = cli;
+    match command {
+        Command::Raw(command) => run_raw(&mut client(addr, scheduler)?, command, hex).await,
+        Command::Txn(command) => run_txn(&mut client(addr, scheduler)?, command, hex).await,
+        Command::Cluster(command) => {
+            let Some(scheduler) = scheduler else {
+                return Err(Failure::Usage(
+                    "`cluster` commands ask the cluster's scheduler: give --scheduler HOST:PORT \
+                     (e.g. --scheduler 127.0.0.1:2379)"
+                        .into(),
+                ));
+            };
+            cluster::run(&mut SchedulerClient::new(scheduler)?, command, hex).await
         }
     }
-
-    /// A failed call as one line: why the connection failed, or the status
-    /// the server answered.
-    fn describe_status(&self, status: &Status) -> String {
-        let mut causes: Vec<String> = Vec::new();
-        let mut connect = false;
-        let mut source = std::error::Error::source(status);
-        while let Some(e) = source {
-            connect |= e.is::<tonic::ConnectError>();
-            let text = e.to_string();
-            if !causes.iter().any(|c| c.contains(&text)) {
-                causes.push(text);
-            }
-            source = e.source();
-        }
-        if connect {
-            return format!(
-                "cannot connect to {}: {} (is tinykv-server running there? `make run` starts one)",
-                self.addr,
-                causes.join(": ")
-            );
-        }
-        format!("server at {} answered {:?}: {}", self.addr, status.code(), status.message())
-    }
 }
 
-async fn run_raw(ctl: &mut Ctl, command: RawCommand, hex: bool) -> Result<(), Failure> {
+/// Where the `raw` and `txn` commands go: the cluster of `--scheduler`
+/// if given, else the store at `--addr`. Nothing is sent yet.
+fn client(addr: Addr, scheduler: Option<Addr>) -> Result<Client, Failure> {
+    Ok(match scheduler {
+        Some(scheduler) => Client::Cluster(Box::new(Router::new(scheduler)?)),
+        None => Client::Store(Ctl::new(addr)?),
+    })
+}
+
+async fn run_raw(client: &mut Client, command: RawCommand, hex: bool) -> Result<(), Failure> {
     let parse = |text: &str| parse_bytes(text, hex);
     match command {
         RawCommand::Put { key, value, cf } => {
@@ -457,13 +348,13 @@ async fn run_raw(ctl: &mut Ctl, command: RawCommand, hex: bool) -> Result<(), Fa
                 cf: cf.cf,
                 ..Default::default()
             };
-            let resp = ctl.send(req).await?;
+            let resp = client.send_key("raw put", KeySpace::Raw, &req.key.clone(), req).await?;
             check(&resp.error, resp.region_error.as_ref())?;
             println!("OK");
         }
         RawCommand::Get { key, cf } => {
             let req = RawGetRequest { key: parse(&key)?, cf: cf.cf, ..Default::default() };
-            let resp = ctl.send(req).await?;
+            let resp = client.send_key("raw get", KeySpace::Raw, &req.key.clone(), req).await?;
             check(&resp.error, resp.region_error.as_ref())?;
             if resp.not_found {
                 println!("(not found)");
@@ -473,7 +364,7 @@ async fn run_raw(ctl: &mut Ctl, command: RawCommand, hex: bool) -> Result<(), Fa
         }
         RawCommand::Delete { key, cf } => {
             let req = RawDeleteRequest { key: parse(&key)?, cf: cf.cf, ..Default::default() };
-            let resp = ctl.send(req).await?;
+            let resp = client.send_key("raw delete", KeySpace::Raw, &req.key.clone(), req).await?;
             check(&resp.error, resp.region_error.as_ref())?;
             println!("OK");
         }
@@ -484,61 +375,90 @@ async fn run_raw(ctl: &mut Ctl, command: RawCommand, hex: bool) -> Result<(), Fa
                 cf: cf.cf,
                 ..Default::default()
             };
-            let resp = ctl.send(req).await?;
-            check(&resp.error, resp.region_error.as_ref())?;
-            for pair in &resp.kvs {
-                println!("{} => {}", show(&pair.key), show(&pair.value));
+            let parts = client.scan("raw scan", req).await?;
+            for part in &parts {
+                check(&part.error, part.region_error.as_ref())?;
             }
-            let n = resp.kvs.len();
-            println!("({n} pair{})", if n == 1 { "" } else { "s" });
+            print_pairs(parts.iter().flat_map(|p| &p.kvs), "");
         }
     }
     Ok(())
 }
 
-async fn run_txn(ctl: &mut Ctl, command: TxnCommand, hex: bool) -> Result<(), Failure> {
+/// Prints `pairs` as `KEY => VALUE` (a pair's key error in parentheses
+/// instead of its value), then how many, with `suffix` (e.g. ` as of 7`).
+fn print_pairs<'a>(pairs: impl Iterator<Item = &'a KvPair>, suffix: &str) {
+    let mut n = 0;
+    for pair in pairs {
+        match &pair.error {
+            Some(e) => println!("{} => ({})", show(&pair.key), describe_key_error(e)),
+            None => println!("{} => {}", show(&pair.key), show(&pair.value)),
+        }
+        n += 1;
+    }
+    println!("({n} pair{}{suffix})", if n == 1 { "" } else { "s" });
+}
+
+async fn run_txn(client: &mut Client, command: TxnCommand, hex: bool) -> Result<(), Failure> {
     let parse = |text: &str| parse_bytes(text, hex);
     let parse_all = |keys: &[String]| keys.iter().map(|k| parse(k)).collect::<Result<Vec<_>, _>>();
     match command {
         TxnCommand::Put { pairs, start_ts, commit_ts, ttl } => {
             let pairs = parse_pairs("txn put", &pairs, hex)?;
-            let start = start_ts.unwrap_or_else(local_ts);
+            let start = match start_ts {
+                Some(start) => start,
+                None => client.timestamp().await?,
+            };
             if let Some(commit) = commit_ts {
-                check_commit_ts(commit, start, start_ts.is_none())?;
+                check_commit_ts(commit, start, start_ts.is_none().then(|| client.clock()))?;
             } else {
                 check_room_for_commit(start)?;
             }
-            prewrite(ctl, &pairs, start, ttl).await?;
-            let commit = commit_ts.unwrap_or_else(|| local_ts().max(start + 1));
+            prewrite(client, &pairs, start, ttl).await?;
+            let commit = match commit_ts {
+                Some(commit) => commit,
+                None => client.timestamp().await?.max(start + 1),
+            };
             let keys: Vec<Vec<u8>> = pairs.into_iter().map(|(k, _)| k).collect();
-            commit_keys(ctl, &keys, start, commit).await.map_err(|failure| match failure {
-                Failure::Request(e) => Failure::Request(format!(
+            commit_keys(client, &keys, start, commit).await.map_err(|e| match e {
+                CommitError::Primary(Failure::Request(e)) => Failure::Request(format!(
                     "{e} (the transaction started at {start} may still hold locks; \
                      `txn resolve --start-ts {start}` rolls it back)"
                 )),
-                usage @ Failure::Usage(_) => usage,
+                CommitError::Primary(usage @ Failure::Usage(_)) => usage,
+                CommitError::Secondaries(failure) => failure,
             })?;
             println!("OK: started at {start}, committed at {commit}");
         }
         TxnCommand::Prewrite { pairs, start_ts, ttl } => {
             let pairs = parse_pairs("txn prewrite", &pairs, hex)?;
-            let start = start_ts.unwrap_or_else(local_ts);
-            prewrite(ctl, &pairs, start, ttl).await?;
+            let start = match start_ts {
+                Some(start) => start,
+                None => client.timestamp().await?,
+            };
+            prewrite(client, &pairs, start, ttl).await?;
             println!("OK: prewritten at {start}; now `txn commit` or `txn rollback` it");
         }
         TxnCommand::Commit { keys, start_ts, commit_ts } => {
             let keys = parse_all(&keys)?;
             let commit = match commit_ts {
-                Some(commit) => check_commit_ts(commit, start_ts, false).map(|()| commit)?,
-                None => check_room_for_commit(start_ts).map(|()| local_ts().max(start_ts + 1))?,
+                Some(commit) => check_commit_ts(commit, start_ts, None).map(|()| commit)?,
+                None => {
+                    check_room_for_commit(start_ts)?;
+                    client.timestamp().await?.max(start_ts + 1)
+                }
             };
-            commit_keys(ctl, &keys, start_ts, commit).await?;
+            commit_keys(client, &keys, start_ts, commit).await.map_err(CommitError::failure)?;
             println!("OK: committed the transaction started at {start_ts} at {commit}");
         }
         TxnCommand::Get { key, ts } => {
             let key = parse(&key)?;
-            let ts = ts.unwrap_or_else(local_ts);
-            let resp = ctl.send(requests::get(&key, ts)).await?;
+            let ts = match ts {
+                Some(ts) => ts,
+                None => client.timestamp().await?,
+            };
+            let resp =
+                client.send_key("txn get", KeySpace::Txn, &key, requests::get(&key, ts)).await?;
             check_region(resp.region_error.as_ref())?;
             if let Some(e) = &resp.error {
                 return Err(Failure::Request(describe_key_error(e)));
@@ -551,22 +471,24 @@ async fn run_txn(ctl: &mut Ctl, command: TxnCommand, hex: bool) -> Result<(), Fa
         }
         TxnCommand::Scan { start, limit, ts } => {
             let start = parse(&start)?;
-            let ts = ts.unwrap_or_else(local_ts);
-            let resp = ctl.send(requests::scan(&start, limit, ts)).await?;
-            check_region(resp.region_error.as_ref())?;
-            for pair in &resp.pairs {
-                match &pair.error {
-                    Some(e) => println!("{} => ({})", show(&pair.key), describe_key_error(e)),
-                    None => println!("{} => {}", show(&pair.key), show(&pair.value)),
-                }
+            let ts = match ts {
+                Some(ts) => ts,
+                None => client.timestamp().await?,
+            };
+            let parts = client.scan("txn scan", requests::scan(&start, limit, ts)).await?;
+            for part in &parts {
+                check_region(part.region_error.as_ref())?;
             }
-            let n = resp.pairs.len();
-            println!("({n} pair{} as of {ts})", if n == 1 { "" } else { "s" });
+            print_pairs(parts.iter().flat_map(|p| &p.pairs), &format!(" as of {ts}"));
         }
         TxnCommand::Status { key, start_ts, now } => {
             let key = parse(&key)?;
-            let now = now.unwrap_or_else(local_ts);
-            let resp = ctl.send(requests::check_txn_status(&key, start_ts, now)).await?;
+            let now = match now {
+                Some(now) => now,
+                None => client.timestamp().await?,
+            };
+            let req = requests::check_txn_status(&key, start_ts, now);
+            let resp = client.send_key("txn status", KeySpace::Txn, &key, req).await?;
             check_region(resp.region_error.as_ref())?;
             let state = if resp.lock_ttl > 0 {
                 format!("locked (TTL {} ms, not expired at {now})", resp.lock_ttl)
@@ -586,22 +508,21 @@ async fn run_txn(ctl: &mut Ctl, command: TxnCommand, hex: bool) -> Result<(), Fa
         }
         TxnCommand::Rollback { keys, start_ts } => {
             let keys = parse_all(&keys)?;
-            let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-            let resp = ctl.send(requests::batch_rollback(start_ts, &key_refs)).await?;
-            check_region(resp.region_error.as_ref())?;
-            if let Some(e) = &resp.error {
-                return Err(Failure::Request(describe_key_error(e)));
-            }
+            rollback_keys(client, &keys, start_ts).await?;
             println!("OK: rolled back the transaction started at {start_ts}");
         }
         TxnCommand::Resolve { start_ts, commit_ts } => {
             if commit_ts != 0 {
-                check_commit_ts(commit_ts, start_ts, false)?;
+                check_commit_ts(commit_ts, start_ts, None)?;
             }
-            let resp = ctl.send(requests::resolve_lock(start_ts, commit_ts)).await?;
-            check_region(resp.region_error.as_ref())?;
-            if let Some(e) = &resp.error {
-                return Err(Failure::Request(describe_key_error(e)));
+            let req = requests::resolve_lock(start_ts, commit_ts);
+            let failed = |r: &ResolveLockResponse| r.region_error.is_some() || r.error.is_some();
+            let answers = client.every_region("txn resolve", req, failed).await?;
+            for resp in &answers {
+                check_region(resp.region_error.as_ref())?;
+                if let Some(e) = &resp.error {
+                    return Err(Failure::Request(describe_key_error(e)));
+                }
             }
             if commit_ts == 0 {
                 println!("OK: rolled back every lock of the transaction started at {start_ts}");
@@ -632,18 +553,17 @@ fn parse_pairs(command: &str, words: &[String], hex: bool) -> Result<Vec<Pair>, 
 }
 
 /// A commit timestamp must be above the start timestamp (`start_ts` is
-/// from the local clock when `start_from_clock`).
-fn check_commit_ts(commit_ts: u64, start_ts: u64, start_from_clock: bool) -> Result<(), Failure> {
+/// from `clock` when it was not given: `Some("the local clock")`).
+fn check_commit_ts(commit_ts: u64, start_ts: u64, clock: Option<&str>) -> Result<(), Failure> {
     if commit_ts > start_ts {
         return Ok(());
     }
-    Err(Failure::Usage(if start_from_clock {
-        format!(
-            "--commit-ts {commit_ts} is not above the start timestamp, {start_ts} from the \
-             local clock: give a larger --commit-ts, or --start-ts too"
-        )
-    } else {
-        format!("--commit-ts {commit_ts} is not above --start-ts {start_ts}")
+    Err(Failure::Usage(match clock {
+        Some(clock) => format!(
+            "--commit-ts {commit_ts} is not above the start timestamp, {start_ts} from \
+             {clock}: give a larger --commit-ts, or --start-ts too"
+        ),
+        None => format!("--commit-ts {commit_ts} is not above --start-ts {start_ts}"),
     }))
 }
 
@@ -658,39 +578,141 @@ fn check_room_for_commit(start_ts: u64) -> Result<(), Failure> {
     )))
 }
 
-/// Prewrites `pairs` as puts at `start`; the first key is the primary.
-async fn prewrite(ctl: &mut Ctl, pairs: &[Pair], start: u64, ttl: u64) -> Result<(), Failure> {
-    let mut req = PrewriteBuilder::new(&pairs[0].0, start).ttl(ttl);
-    for (key, value) in pairs {
-        req = req.put(key, value);
-    }
-    let resp = ctl.send(req.build()).await?;
-    check_region(resp.region_error.as_ref())?;
-    if resp.errors.is_empty() {
-        return Ok(());
-    }
-    let errors: Vec<String> = resp.errors.iter().map(describe_key_error).collect();
-    Err(Failure::Request(format!(
-        "prewrite at {start} failed, nothing was written:\n  {}",
-        errors.join("\n  ")
-    )))
+/// The keys at `indices` of `keys`, as slices.
+fn keys_at<'a>(keys: &'a [Vec<u8>], indices: &[usize]) -> Vec<&'a [u8]> {
+    indices.iter().map(|&i| keys[i].as_slice()).collect()
 }
 
-/// Commits `keys` of the transaction started at `start` at `commit`.
+/// Prewrites `pairs` as puts at `start`; the first key is the primary. In
+/// a cluster, one prewrite per region, the primary's first; if one fails
+/// after others succeeded, the whole transaction is rolled back.
+async fn prewrite(
+    client: &mut Client,
+    pairs: &[Pair],
+    start: u64,
+    ttl: u64,
+) -> Result<(), Failure> {
+    let keys: Vec<Vec<u8>> = pairs.iter().map(|(k, _)| k.clone()).collect();
+    let make = |indices: &[usize]| {
+        let mut req = PrewriteBuilder::new(&pairs[0].0, start).ttl(ttl);
+        for &i in indices {
+            req = req.put(&pairs[i].0, &pairs[i].1);
+        }
+        req.build()
+    };
+    let failed = |r: &PrewriteResponse| r.region_error.is_some() || !r.errors.is_empty();
+    let sent = client.send_by_region("txn prewrite", KeySpace::Txn, &keys, make, failed).await;
+    let prewritten = sent.parts.iter().filter(|(_, r)| !failed(r)).count();
+    let failure = match (sent.parts.iter().find(|(_, r)| failed(r)), sent.failure) {
+        (None, None) => return Ok(()),
+        (Some((_, resp)), _) => match check_region(resp.region_error.as_ref()) {
+            Err(failure) => failure,
+            Ok(()) => {
+                let errors: Vec<String> = resp.errors.iter().map(describe_key_error).collect();
+                let nothing = if prewritten == 0 { ", nothing was written" } else { "" };
+                Failure::Request(format!(
+                    "prewrite at {start} failed{nothing}:\n  {}",
+                    errors.join("\n  ")
+                ))
+            }
+        },
+        (None, Some(failure)) => failure,
+    };
+    if prewritten == 0 {
+        return Err(failure);
+    }
+    // Other regions hold locks of this transaction: roll it all back, so
+    // that a failed prewrite leaves nothing behind.
+    let Failure::Request(why) = failure else { return Err(failure) };
+    Err(Failure::Request(match rollback_keys(client, &keys, start).await {
+        Ok(()) => format!(
+            "{why}\nThe locks it had taken in other regions were rolled back: nothing was written."
+        ),
+        Err(e) => {
+            let keys: Vec<String> = keys.iter().map(|k| show(k)).collect();
+            format!(
+                "{why}\nIt had taken locks in other regions, and rolling them back failed too \
+                 ({}); `txn rollback {} --start-ts {start}` removes them.",
+                failure_text(&e),
+                keys.join(" ")
+            )
+        }
+    }))
+}
+
+/// Why a commit failed: at the primary key's region (the transaction is
+/// not committed), or after it (it is; some secondaries keep their locks).
+#[derive(Debug)]
+enum CommitError {
+    Primary(Failure),
+    Secondaries(Failure),
+}
+
+impl CommitError {
+    fn failure(self) -> Failure {
+        match self {
+            CommitError::Primary(failure) | CommitError::Secondaries(failure) => failure,
+        }
+    }
+}
+
+/// Commits `keys` of the transaction started at `start` at `commit`. In a
+/// cluster, one commit per region, the first key's (the primary's) first:
+/// once it commits, the transaction is committed.
 async fn commit_keys(
-    ctl: &mut Ctl,
+    client: &mut Client,
     keys: &[Vec<u8>],
     start: u64,
     commit: u64,
-) -> Result<(), Failure> {
-    let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-    let resp = ctl.send(requests::commit(start, commit, &key_refs)).await?;
-    check_region(resp.region_error.as_ref())?;
-    match &resp.error {
-        Some(e) => {
-            Err(Failure::Request(format!("commit at {commit} failed: {}", describe_key_error(e))))
-        }
+) -> Result<(), CommitError> {
+    let make = |indices: &[usize]| requests::commit(start, commit, &keys_at(keys, indices));
+    let failed = |r: &CommitResponse| r.region_error.is_some() || r.error.is_some();
+    let sent = client.send_by_region("txn commit", KeySpace::Txn, keys, make, failed).await;
+    let committed = |failure: Failure| {
+        CommitError::Secondaries(Failure::Request(format!(
+            "the transaction started at {start} is committed at {commit} (its primary key {} \
+             is), but committing its keys in another region failed: {}; `txn resolve \
+             --start-ts {start} --commit-ts {commit}` commits the rest",
+            show(&keys[0]),
+            failure_text(&failure)
+        )))
+    };
+    for (n, (_, resp)) in sent.parts.iter().enumerate() {
+        let failure = match (check_region(resp.region_error.as_ref()), &resp.error) {
+            (Err(failure), _) => failure,
+            (Ok(()), Some(e)) => {
+                Failure::Request(format!("commit at {commit} failed: {}", describe_key_error(e)))
+            }
+            (Ok(()), None) => continue,
+        };
+        return Err(if n == 0 { CommitError::Primary(failure) } else { committed(failure) });
+    }
+    match sent.failure {
         None => Ok(()),
+        Some(failure) if sent.parts.is_empty() => Err(CommitError::Primary(failure)),
+        Some(failure) => Err(committed(failure)),
+    }
+}
+
+/// Rolls back `keys` of the transaction started at `start` (in a
+/// cluster, one request per region).
+async fn rollback_keys(client: &mut Client, keys: &[Vec<u8>], start: u64) -> Result<(), Failure> {
+    let make = |indices: &[usize]| requests::batch_rollback(start, &keys_at(keys, indices));
+    let failed = |r: &BatchRollbackResponse| r.region_error.is_some() || r.error.is_some();
+    let sent = client.send_by_region("txn rollback", KeySpace::Txn, keys, make, failed).await;
+    for (_, resp) in &sent.parts {
+        check_region(resp.region_error.as_ref())?;
+        if let Some(e) = &resp.error {
+            return Err(Failure::Request(describe_key_error(e)));
+        }
+    }
+    sent.failure.map_or(Ok(()), Err)
+}
+
+/// The message of a failure.
+fn failure_text(failure: &Failure) -> &str {
+    match failure {
+        Failure::Usage(text) | Failure::Request(text) => text,
     }
 }
 
@@ -798,21 +820,13 @@ mod tests {
     }
 
     #[test]
-    fn addresses() {
-        let ok = |text: &str| parse_addr(text).map(|a| a.to_string());
-        assert_eq!(ok("127.0.0.1:20160"), Ok("127.0.0.1:20160".into()));
-        assert_eq!(ok("http://localhost:20160"), Ok("localhost:20160".into()));
-        assert_eq!(ok("http://localhost:20160/"), Ok("localhost:20160".into()));
-        assert_eq!(ok("[::1]:20160"), Ok("[::1]:20160".into()));
-        for bad in
-            ["localhost", "h:", ":1", "h:0", "h:65536", "h:x", "::1:1", "https://h:1", "h:1/p"]
-        {
-            assert!(parse_addr(bad).is_err(), "{bad:?} must be refused");
-        }
+    fn shows_escaped_bytes() {
+        assert_eq!(show(b"ab\x00"), "ab\\x00");
     }
 
     #[test]
-    fn shows_escaped_bytes() {
-        assert_eq!(show(b"ab\x00"), "ab\\x00");
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }
