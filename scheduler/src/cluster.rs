@@ -115,7 +115,7 @@ impl Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// An operator asked for by hand (`tinykv-ctl cluster ...`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminOp {
     /// Add a peer of the region on the store.
     AddPeer {
@@ -138,6 +138,25 @@ pub enum AdminOp {
         /// The store.
         store_id: u64,
     },
+    /// Split the region at `split_key` (strictly inside it).
+    Split {
+        /// The region.
+        region_id: u64,
+        /// The new right-hand region's start key.
+        split_key: Vec<u8>,
+    },
+}
+
+impl AdminOp {
+    /// The region it is for.
+    pub fn region_id(&self) -> u64 {
+        match *self {
+            AdminOp::AddPeer { region_id, .. }
+            | AdminOp::RemovePeer { region_id, .. }
+            | AdminOp::TransferLeader { region_id, .. }
+            | AdminOp::Split { region_id, .. } => region_id,
+        }
+    }
 }
 
 /// Ids kept in hand before each scheduling run, so that the schedulers
@@ -517,6 +536,50 @@ impl RaftCluster {
         Ok(AskSplitResponse { new_region_id, new_peer_ids, ..Default::default() })
     }
 
+    /// A leader's report that `left` and `right` are the two halves of a
+    /// split. The scheduler learns regions from heartbeats (each half's
+    /// leader sends one at once), so this only checks the report: two
+    /// well-formed regions with different ids, adjacent (`left` ends where
+    /// `right` starts), on the same stores, at one epoch.
+    ///
+    /// # Errors
+    ///
+    /// Not bootstrapped; a half missing or malformed, or the halves do not
+    /// fit together.
+    pub fn report_split(&self, left: Option<&Region>, right: Option<&Region>) -> Result<()> {
+        self.require_bootstrapped()?;
+        let (Some(left), Some(right)) = (left, right) else {
+            return Err(invalid("ReportSplit needs both the left and the right region"));
+        };
+        for (side, r) in [("left", left), ("right", right)] {
+            check_region(r).map_err(|e| invalid(format!("ReportSplit {side} region: {e}")))?;
+        }
+        let bad = |why: &str| {
+            Err(invalid(format!("ReportSplit of regions {} and {}: {why}", left.id, right.id)))
+        };
+        if left.id == right.id {
+            return bad("one id for both halves");
+        }
+        if left.end_key.is_empty() || left.end_key != right.start_key {
+            return bad("the left half does not end where the right one starts");
+        }
+        if left.region_epoch != right.region_epoch {
+            return bad("the halves have different epochs");
+        }
+        let stores = |r: &Region| r.peers.iter().map(|p| p.store_id).collect::<BTreeSet<u64>>();
+        if stores(left) != stores(right) {
+            return bad("the halves are on different stores");
+        }
+        log::info!(
+            "scheduler: region {} split into [{}, {}) and region {}",
+            left.id,
+            left.start_key.escape_ascii(),
+            left.end_key.escape_ascii(),
+            right.id
+        );
+        Ok(())
+    }
+
     /// The region holding `key`.
     pub fn region_by_key(&self, key: &[u8]) -> Option<&RegionInfo> {
         self.basic.regions.get_by_key(key)
@@ -540,26 +603,48 @@ impl RaftCluster {
     // ----- Operators and scheduling -----
 
     /// Starts an operator asked for by hand; it replaces any other on the
-    /// region.
+    /// region except another one asked for by hand.
     ///
     /// # Errors
     ///
-    /// Unknown region or store; the store is not suitable or already
-    /// holds a peer (add); the region has no peer there or only that one
-    /// (remove, transfer); storage.
+    /// Unknown region or store; the store is not up or already holds a
+    /// peer (add); the region has no peer there or only that one (remove,
+    /// transfer); the key is not strictly inside the region (split); an
+    /// admin operator already runs on the region ([`Error::Busy`]);
+    /// storage.
     pub fn add_admin_operator(&mut self, op: AdminOp, now_ms: u64) -> Result<Operator> {
-        let (region_id, store_id) = match op {
-            AdminOp::AddPeer { region_id, store_id }
-            | AdminOp::RemovePeer { region_id, store_id }
-            | AdminOp::TransferLeader { region_id, store_id } => (region_id, store_id),
-        };
+        let region_id = op.region_id();
         let region =
             self.basic.regions.get(region_id).ok_or(Error::RegionNotFound { region_id })?.clone();
-        let store = self.basic.store(store_id).ok_or(Error::UnknownStore { store_id })?;
-        let on_store = region.peer_on_store(store_id);
-        let (desc, steps) = match op {
-            AdminOp::AddPeer { .. } => {
-                if let Some(peer) = on_store {
+        if let Some(running) = self.operators.get(region_id)
+            && running.kind == OpKind::Admin
+        {
+            return Err(Error::Busy { region_id, running: running.to_string() });
+        }
+        let (desc, step) = self.admin_step(&region, op, now_ms)?;
+        let operator = Operator::new(desc, OpKind::Admin, &region, vec![step], now_ms);
+        let started = self.operators.add(operator.clone(), now_ms);
+        debug_assert!(started, "region {region_id}: an admin operator replaces any other");
+        Ok(operator)
+    }
+
+    /// The one step of an admin operator on `region`, checked.
+    fn admin_step(
+        &mut self,
+        region: &RegionInfo,
+        op: AdminOp,
+        now_ms: u64,
+    ) -> Result<(&'static str, OpStep)> {
+        let region_id = region.id();
+        let peer_on = |store_id: u64| -> Result<metapb::Peer> {
+            region.peer_on_store(store_id).ok_or_else(|| {
+                invalid(format!("region {region_id} has no peer on store {store_id}"))
+            })
+        };
+        match op {
+            AdminOp::AddPeer { store_id, .. } => {
+                let store = self.basic.store(store_id).ok_or(Error::UnknownStore { store_id })?;
+                if let Some(peer) = region.peer_on_store(store_id) {
                     return Err(invalid(format!(
                         "region {region_id} already has peer {} on store {store_id}",
                         peer.id
@@ -569,33 +654,34 @@ impl RaftCluster {
                     return Err(invalid(format!("store {store_id} is not up")));
                 }
                 let peer = metapb::Peer { id: self.alloc_id()?, store_id };
-                ("admin-add-peer", vec![OpStep::AddPeer(peer)])
+                Ok(("admin-add-peer", OpStep::AddPeer(peer)))
             }
-            AdminOp::RemovePeer { .. } => {
-                if on_store.is_none() {
-                    return Err(invalid(format!(
-                        "region {region_id} has no peer on store {store_id}"
-                    )));
-                }
+            AdminOp::RemovePeer { store_id, .. } => {
+                peer_on(store_id)?;
                 if region.region.peers.len() == 1 {
                     return Err(invalid(format!(
                         "store {store_id} holds region {region_id}'s last peer"
                     )));
                 }
-                ("admin-remove-peer", vec![OpStep::RemovePeer { store_id }])
+                Ok(("admin-remove-peer", OpStep::RemovePeer { store_id }))
             }
-            AdminOp::TransferLeader { .. } => {
-                if on_store.is_none() {
+            AdminOp::TransferLeader { store_id, .. } => {
+                peer_on(store_id)?;
+                Ok(("admin-transfer-leader", OpStep::TransferLeader { to_store: store_id }))
+            }
+            AdminOp::Split { split_key, .. } => {
+                if !region.contains_inside(&split_key) {
                     return Err(invalid(format!(
-                        "region {region_id} has no peer on store {store_id}"
+                        "key \"{}\" is not inside region {region_id} [\"{}\", \"{}\") \
+                         (nor may it be its start key)",
+                        split_key.escape_ascii(),
+                        region.region.start_key.escape_ascii(),
+                        region.region.end_key.escape_ascii()
                     )));
                 }
-                ("admin-transfer-leader", vec![OpStep::TransferLeader { to_store: store_id }])
+                Ok(("admin-split", OpStep::Split { key: split_key }))
             }
-        };
-        let operator = Operator::new(desc, OpKind::Admin, &region, steps, now_ms);
-        self.operators.add(operator.clone(), now_ms);
-        Ok(operator)
+        }
     }
 
     /// Changes the number of replicas each region should have.

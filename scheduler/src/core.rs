@@ -121,6 +121,13 @@ impl RegionInfo {
         self.region.peers.iter().map(|p| p.store_id).collect()
     }
 
+    /// Whether `key` lies in the region and is not its start key (where a
+    /// split may cut it).
+    pub fn contains_inside(&self, key: &[u8]) -> bool {
+        let r = &self.region;
+        key > r.start_key.as_slice() && (r.end_key.is_empty() || key < r.end_key.as_slice())
+    }
+
     /// The region's peer on `store_id`.
     pub fn peer_on_store(&self, store_id: u64) -> Option<Peer> {
         self.region.peers.iter().find(|p| p.store_id == store_id).copied()

@@ -1,7 +1,8 @@
 //! Operators: what the scheduler asks a region to do (given code, lab 3c).
 //!
 //! An [`Operator`] is a short plan for one region, made of steps: add a
-//! peer, remove a peer, transfer the leadership. Moving a peer from one
+//! peer, remove a peer, transfer the leadership, or (asked for by hand
+//! only) split at a key. Moving a peer from one
 //! store to another is two steps, add the new one and then remove the old
 //! one ([`Operator::move_peer`]), so the region never has fewer replicas
 //! than it started with.
@@ -16,8 +17,8 @@
 //! late answer cannot apply twice: once the step applies, `conf_ver` has
 //! moved on and every copy is refused as stale.
 //! An operator ends when its last step is done, when the region's range
-//! changes under it (a split: its plan was for the old region), or when
-//! it times out.
+//! changes under it (a split it did not ask for: its plan was for the old
+//! region), or when it times out.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -25,13 +26,13 @@ use std::fmt;
 use tinykv_proto::eraftpb::ConfChangeType;
 use tinykv_proto::metapb::{Peer, RegionEpoch};
 use tinykv_proto::schedulerpb::{
-    ChangePeer, OperatorStatus, RegionHeartbeatResponse, TransferLeader,
+    ChangePeer, OperatorStatus, RegionHeartbeatResponse, SplitRegion, TransferLeader,
 };
 
 use crate::core::RegionInfo;
 
 /// One step of an operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpStep {
     /// Add this peer (a freshly allocated id). Done when the region has
     /// it and it no longer lags behind (it has its snapshot).
@@ -48,12 +49,19 @@ pub enum OpStep {
         /// The store that should lead.
         to_store: u64,
     },
+    /// Split the region at `key` (strictly inside it). Done when the
+    /// region (which keeps its id for the left half) ends at `key`.
+    Split {
+        /// The new region's start key.
+        key: Vec<u8>,
+    },
 }
 
 impl OpStep {
     /// Whether `region` shows the step done.
     pub fn is_done(&self, region: &RegionInfo) -> bool {
         match *self {
+            OpStep::Split { ref key } => region.region.end_key == *key,
             OpStep::AddPeer(peer) => {
                 region.region.peers.contains(&peer) && !region.pending_peers.contains(&peer)
             }
@@ -88,6 +96,12 @@ impl OpStep {
                 let peer = region.peer_on_store(to_store)?;
                 response.transfer_leader = Some(TransferLeader { peer: Some(peer) });
             }
+            OpStep::Split { ref key } => {
+                if !region.contains_inside(key) {
+                    return None;
+                }
+                response.split_region = Some(SplitRegion { split_key: key.clone() });
+            }
         }
         Some(response)
     }
@@ -99,6 +113,7 @@ impl fmt::Display for OpStep {
             OpStep::AddPeer(peer) => write!(f, "add peer {} on store {}", peer.id, peer.store_id),
             OpStep::RemovePeer { store_id } => write!(f, "remove the peer on store {store_id}"),
             OpStep::TransferLeader { to_store } => write!(f, "transfer leader to store {to_store}"),
+            OpStep::Split { key } => write!(f, "split at \"{}\"", key.escape_ascii()),
         }
     }
 }
@@ -225,9 +240,16 @@ impl Operator {
         self.steps.get(self.current)
     }
 
-    /// Whether it changes the region's peers (and not only its leader).
+    /// Whether it changes the region's peers (and not only its leader or
+    /// its range).
     pub fn changes_peers(&self) -> bool {
-        self.steps.iter().any(|s| !matches!(s, OpStep::TransferLeader { .. }))
+        self.steps.iter().any(|s| matches!(s, OpStep::AddPeer(_) | OpStep::RemovePeer { .. }))
+    }
+
+    /// Whether a step of it is a split (which changes the version on
+    /// purpose).
+    fn splits(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, OpStep::Split { .. }))
     }
 
     /// Skips the steps that `region` shows done; returns whether every
@@ -329,7 +351,7 @@ impl OperatorController {
         let op = self.running.get_mut(&region.id())?;
         let outcome = if op.advance(region) {
             Some(OpOutcome::Finished)
-        } else if region.epoch().version != op.region_epoch.version {
+        } else if region.epoch().version != op.region_epoch.version && !op.splits() {
             Some(OpOutcome::Cancelled)
         } else if now_ms.saturating_sub(op.created_ms) > self.timeout_ms {
             Some(OpOutcome::TimedOut)

@@ -1,32 +1,39 @@
 //! `tinykv-ctl --scheduler ADDR cluster ...`: what the scheduler knows
-//! about the cluster, as plain aligned tables.
+//! about the cluster, as plain aligned tables, and operators started by
+//! hand.
 //!
 //! ```text
 //! $ tinykv-ctl --scheduler 127.0.0.1:2379 cluster stores
-//! ID  ADDRESS          STATE  REGIONS  LEADERS
-//! 1   127.0.0.1:20161  Up     3        2
+//! ID  ADDRESS          STATE  REGIONS  LEADERS  SIZE   HEARTBEAT
+//! 1   127.0.0.1:20161  Up     2        1        12 KB  1s ago
 //! $ tinykv-ctl --scheduler 127.0.0.1:2379 cluster regions
-//! ID  START       END         CONF_VER  VERSION  PEERS(id@store)  LEADER
-//! 2   -inf        "key00081"  3         2        3@1,6@2,9@3      3@1
-//! 12  "key00081"  +inf        3         2        13@1,14@2,15@3   14@2
+//! ID  START       END         CONF_VER  VERSION  PEERS(id@store)  LEADER  SIZE
+//! 2   -inf        "key00081"  3         2        3@1,6@2,9@3      3@1     5 KB
+//! 12  "key00081"  +inf        3         2        13@1,14@2,15@3   14@2    7 KB
+//! $ tinykv-ctl --scheduler 127.0.0.1:2379 cluster split 12 key00100 --wait
+//! started: admin-split (admin) on region 12: split at "key00100"
+//! success
 //! ```
 //!
 //! Keys are quoted, with bytes that are not printable ASCII escaped; an
 //! empty start key is `-inf` and an empty end key `+inf`. The region and
-//! leader counts of `cluster stores` are counted from the regions the
-//! scheduler knows (its region heartbeats).
+//! leader counts and the size of `cluster stores` are counted from the
+//! regions the scheduler knows (its region heartbeats); a region's size is
+//! what its leader last measured (`-`: empty, or not measured yet).
 //!
-//! Not here, because the scheduler's protocol has no call for them: a
-//! store's last heartbeat (`GetStore` reports no time; `GetAllStores` no
-//! statistics), a region's approximate size (`ScanRegions` and `GetRegion`
-//! leave it out), and admin operators (add a peer, transfer the
-//! leadership, split): `GetOperator` only reads.
+//! The operator commands (`add-peer`, `remove-peer`, `transfer-leader`,
+//! `split`) ask the scheduler to start an operator (`AddOperator`); the
+//! scheduler hands it to the region's leader in its next heartbeat
+//! answers, and it replaces any operator the scheduler itself had started
+//! there. With `--wait` the command follows it (`GetOperator`) until it
+//! ends, and fails unless it succeeded.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use tinykv_proto::metapb::{Peer, StoreState};
-use tinykv_proto::schedulerpb::OperatorStatus;
+use tinykv_proto::schedulerpb::{AddOperatorRequest, OperatorStatus, OperatorType};
 use tinykv_transaction::ts;
 
 use crate::region_cache::CachedRegion;
@@ -59,6 +66,45 @@ pub enum ClusterCommand {
         /// The region's id (see `cluster regions`).
         region_id: u64,
     },
+    /// Add a peer of a region on a store (a new replica).
+    AddPeer(StoreOp),
+    /// Remove a region's peer on a store.
+    RemovePeer(StoreOp),
+    /// Move a region's leadership to its peer on a store.
+    TransferLeader(StoreOp),
+    /// Split a region at a key: the new region starts at KEY.
+    Split {
+        /// The region's id (see `cluster regions`).
+        region_id: u64,
+        /// Where the new region starts, strictly inside the region (text,
+        /// or hex with --hex). Region boundaries are in the store's key
+        /// space: raw keys as written, transactional keys encoded.
+        key: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+/// A region and a store, for the operators that name a store.
+#[derive(Debug, Args)]
+pub struct StoreOp {
+    /// The region's id (see `cluster regions`).
+    region_id: u64,
+    /// The store's id (see `cluster stores`).
+    store_id: u64,
+    #[command(flatten)]
+    wait: Wait,
+}
+
+/// `--wait`: follow an operator until it ends.
+#[derive(Debug, Args)]
+pub struct Wait {
+    /// Wait until the operator ends, and fail unless it succeeded.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    wait_secs: u64,
 }
 
 /// Runs one `cluster` command against the scheduler.
@@ -98,16 +144,94 @@ pub async fn run(
             Ok(())
         }
         ClusterCommand::Operator { region_id } => {
-            let op = scheduler.get_operator(region_id).await?;
-            let status = OperatorStatus::try_from(op.status)
-                .map_or_else(|_| format!("unknown ({})", op.status), |s| status_name(s).into());
+            let Some(op) = scheduler.get_operator(region_id).await? else {
+                println!("region {region_id} has had no operator lately");
+                return Ok(());
+            };
             println!("region  {region_id}");
             println!("kind    {}", show(&op.kind));
-            println!("status  {status}");
+            println!("status  {}", status_of(op.status));
             println!("desc    {}", show(&op.desc));
             Ok(())
         }
+        ClusterCommand::AddPeer(op) => store_op(scheduler, OperatorType::AddPeer, op).await,
+        ClusterCommand::RemovePeer(op) => store_op(scheduler, OperatorType::RemovePeer, op).await,
+        ClusterCommand::TransferLeader(op) => {
+            store_op(scheduler, OperatorType::TransferLeader, op).await
+        }
+        ClusterCommand::Split { region_id, key, wait } => {
+            let split_key = parse_bytes(&key, hex)?;
+            let req = AddOperatorRequest {
+                region_id,
+                r#type: OperatorType::Split as i32,
+                split_key,
+                ..Default::default()
+            };
+            start_operator(scheduler, req, &wait).await
+        }
     }
+}
+
+/// An operator that names a region and a store.
+async fn store_op(
+    scheduler: &mut SchedulerClient,
+    kind: OperatorType,
+    op: StoreOp,
+) -> Result<(), Failure> {
+    let req = AddOperatorRequest {
+        region_id: op.region_id,
+        r#type: kind as i32,
+        store_id: op.store_id,
+        ..Default::default()
+    };
+    start_operator(scheduler, req, &op.wait).await
+}
+
+/// Starts the operator of `req`; with `--wait`, follows it until it ends.
+async fn start_operator(
+    scheduler: &mut SchedulerClient,
+    req: AddOperatorRequest,
+    wait: &Wait,
+) -> Result<(), Failure> {
+    let region_id = req.region_id;
+    let desc = scheduler.add_operator(req).await?;
+    println!("started: {desc}");
+    if !wait.wait {
+        println!("(follow it with `tinykv-ctl cluster operator {region_id}`)");
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait.wait_secs);
+    loop {
+        let op = scheduler.get_operator(region_id).await?;
+        let status = op.as_ref().map(|op| OperatorStatus::try_from(op.status));
+        match status {
+            Some(Ok(OperatorStatus::Running)) => {}
+            Some(Ok(OperatorStatus::Success)) => {
+                println!("success");
+                return Ok(());
+            }
+            _ => {
+                let how = op.map_or_else(|| "forgotten".to_string(), |op| status_of(op.status));
+                return Err(Failure::Request(format!(
+                    "the operator on region {region_id} ended: {how} (see the scheduler's log)"
+                )));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::Request(format!(
+                "the operator on region {region_id} still runs after {} s; `tinykv-ctl cluster \
+                 operator {region_id}` follows it",
+                wait.wait_secs
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An operator status for people (`running`, `success`, ...).
+fn status_of(status: i32) -> String {
+    OperatorStatus::try_from(status)
+        .map_or_else(|_| format!("unknown ({status})"), |s| status_name(s).into())
 }
 
 /// `cluster stores`: every store, with the regions it holds and leads.
@@ -117,29 +241,38 @@ async fn stores(scheduler: &mut SchedulerClient) -> Result<(), Failure> {
     let regions = scheduler.scan_regions(b"", 0).await?;
     let mut held: BTreeMap<u64, usize> = BTreeMap::new();
     let mut led: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut bytes: BTreeMap<u64, u64> = BTreeMap::new();
     for r in &regions {
         for peer in &r.region.peers {
             *held.entry(peer.store_id).or_default() += 1;
+            *bytes.entry(peer.store_id).or_default() += r.approximate_size;
         }
         if let Some(leader) = &r.leader {
             *led.entry(leader.store_id).or_default() += 1;
         }
     }
-    let rows: Vec<Vec<String>> = stores
-        .iter()
-        .map(|s| {
-            let state = StoreState::try_from(s.state)
-                .map_or_else(|_| format!("unknown({})", s.state), |st| st.as_str_name().into());
-            vec![
-                s.id.to_string(),
-                s.address.clone(),
-                state,
-                held.get(&s.id).copied().unwrap_or(0).to_string(),
-                led.get(&s.id).copied().unwrap_or(0).to_string(),
-            ]
-        })
-        .collect();
-    print_table(&["ID", "ADDRESS", "STATE", "REGIONS", "LEADERS"], &rows);
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for s in &stores {
+        let state = StoreState::try_from(s.state)
+            .map_or_else(|_| format!("unknown({})", s.state), |st| st.as_str_name().into());
+        let info = scheduler.get_store_info(s.id).await?;
+        let heard = match info.last_heartbeat_unix_ms {
+            0 => "-".to_string(),
+            at => format!("{}s ago", now_ms.saturating_sub(at) / 1000),
+        };
+        rows.push(vec![
+            s.id.to_string(),
+            s.address.clone(),
+            state,
+            held.get(&s.id).copied().unwrap_or(0).to_string(),
+            led.get(&s.id).copied().unwrap_or(0).to_string(),
+            size_cell(bytes.get(&s.id).copied().unwrap_or(0)),
+            heard,
+        ]);
+    }
+    let header = ["ID", "ADDRESS", "STATE", "REGIONS", "LEADERS", "SIZE", "HEARTBEAT"];
+    print_table(&header, &rows);
     Ok(())
 }
 
@@ -158,10 +291,11 @@ fn print_regions(regions: &[CachedRegion]) {
                 epoch.version.to_string(),
                 peers.join(","),
                 r.leader.as_ref().map_or_else(|| "-".to_string(), peer),
+                size_cell(r.approximate_size),
             ]
         })
         .collect();
-    let header = ["ID", "START", "END", "CONF_VER", "VERSION", "PEERS(id@store)", "LEADER"];
+    let header = ["ID", "START", "END", "CONF_VER", "VERSION", "PEERS(id@store)", "LEADER", "SIZE"];
     print_table(&header, &rows);
 }
 
@@ -173,6 +307,16 @@ fn peer(p: &Peer) -> String {
 /// A region boundary: the key quoted, or `unbounded` for the empty key.
 fn key_cell(key: &[u8], unbounded: &str) -> String {
     if key.is_empty() { unbounded.to_string() } else { format!("\"{}\"", show(key)) }
+}
+
+/// A size in bytes for people (`-` for 0: not measured).
+fn size_cell(bytes: u64) -> String {
+    match bytes {
+        0 => "-".to_string(),
+        b if b < 1 << 10 => format!("{b} B"),
+        b if b < 1 << 20 => format!("{} KB", b >> 10),
+        b => format!("{} MB", b >> 20),
+    }
 }
 
 /// An operator status in lower case (`running`, `success`, ...).
@@ -238,6 +382,14 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
         assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20.123 UTC");
+    }
+
+    #[test]
+    fn size_cells() {
+        assert_eq!(size_cell(0), "-");
+        assert_eq!(size_cell(900), "900 B");
+        assert_eq!(size_cell(12 << 10), "12 KB");
+        assert_eq!(size_cell(30 << 20), "30 MB");
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! tinykv-ctl --scheduler HOST:PORT cluster region KEY
 //! tinykv-ctl --scheduler HOST:PORT cluster tso
 //! tinykv-ctl --scheduler HOST:PORT cluster operator REGION_ID
+//! tinykv-ctl --scheduler HOST:PORT cluster add-peer|remove-peer|transfer-leader REGION_ID STORE_ID [--wait]
+//! tinykv-ctl --scheduler HOST:PORT cluster split REGION_ID KEY [--wait]
 //! ```
 //!
 //! # One store: `--addr`
@@ -54,7 +56,8 @@
 //! primary key's region first. Timestamps come from the scheduler's
 //! timestamp oracle instead of the local clock. The `cluster` commands
 //! ([`cluster`]) show the stores, the regions, a timestamp and a region's
-//! operator.
+//! operator, and start operators by hand (add or remove a peer, move a
+//! leadership, split a region at a key).
 //!
 //! A prewrite that fails in one region after others took their locks
 //! rolls the whole transaction back (a prewrite never leaves half a
@@ -144,7 +147,8 @@ enum Command {
     /// The transactional API (Percolator).
     #[command(subcommand)]
     Txn(TxnCommand),
-    /// What the scheduler knows about the cluster (needs --scheduler).
+    /// What the scheduler knows about the cluster, and operators started
+    /// by hand (needs --scheduler).
     #[command(subcommand)]
     Cluster(ClusterCommand),
 }

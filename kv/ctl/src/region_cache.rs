@@ -23,13 +23,23 @@ pub struct CachedRegion {
     /// The peer believed to lead it (`None`: not known; requests then go
     /// to its first peer, which names the leader if it is not).
     pub leader: Option<Peer>,
+    /// Its approximate size in bytes, as the scheduler last heard from its
+    /// leader (0: not measured yet, or not asked).
+    pub approximate_size: u64,
 }
 
 impl CachedRegion {
     /// A region and the leader a scheduler answer names (an empty peer,
     /// id 0, is no leader).
     pub fn new(region: Region, leader: Option<Peer>) -> CachedRegion {
-        CachedRegion { region, leader: leader.filter(|p| p.id != 0) }
+        CachedRegion { region, leader: leader.filter(|p| p.id != 0), approximate_size: 0 }
+    }
+
+    /// The same, with its approximate size.
+    #[must_use]
+    pub fn with_size(mut self, approximate_size: u64) -> CachedRegion {
+        self.approximate_size = approximate_size;
+        self
     }
 
     /// The region's id.

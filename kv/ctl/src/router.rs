@@ -54,11 +54,11 @@
 //!
 //! Where a region ends is asked of its leader, not taken from the cache
 //! ([`Router::region_end`]): the store bounds a scan by the region as *it*
-//! knows it and does not check the request's epoch (kv/server's
-//! `RaftStorage` puts its own epoch in the raft command), so after a split
-//! the cache's end key could skip the keys of the new region. The leader
-//! answers a read of a key past the region's end with `key_not_in_region`,
-//! which carries the real range.
+//! knows it, so the leader's answer is the range the scan's parts follow
+//! (a request with a stale epoch is also refused with `epoch_not_match`,
+//! whose regions refresh the cache). The leader answers a read of a key
+//! past the region's end with `key_not_in_region`, which carries the real
+//! range.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;

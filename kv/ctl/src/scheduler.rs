@@ -28,9 +28,10 @@ use std::time::Duration;
 use tinykv_proto::metapb::Store;
 use tinykv_proto::schedulerpb::scheduler_client::SchedulerClient as GrpcClient;
 use tinykv_proto::schedulerpb::{
-    ErrorType, GetAllStoresRequest, GetMembersRequest, GetOperatorRequest, GetOperatorResponse,
-    GetRegionByIdRequest, GetRegionRequest, GetRegionResponse, GetStoreRequest, RequestHeader,
-    ResponseHeader, ScanRegionsRequest, TsoRequest, TsoResponse,
+    AddOperatorRequest, ErrorType, GetAllStoresRequest, GetMembersRequest, GetOperatorRequest,
+    GetOperatorResponse, GetRegionByIdRequest, GetRegionRequest, GetRegionResponse,
+    GetStoreRequest, GetStoreResponse, RequestHeader, ResponseHeader, ScanRegionsRequest,
+    TsoRequest, TsoResponse,
 };
 use tinykv_transaction::ts;
 use tokio::sync::mpsc;
@@ -136,7 +137,8 @@ impl SchedulerClient {
             return Ok(None);
         }
         self.check(call, resp.header.as_ref())?;
-        Ok(resp.region.map(|region| CachedRegion::new(region, resp.leader)))
+        let size = resp.approximate_size;
+        Ok(resp.region.map(|region| CachedRegion::new(region, resp.leader).with_size(size)))
     }
 
     /// The region holding `key`, and its leader if the scheduler knows it
@@ -177,27 +179,50 @@ impl SchedulerClient {
         let resp = resp.map_err(|s| self.unreachable("ScanRegions", &s))?.into_inner();
         self.check("ScanRegions", resp.header.as_ref())?;
         let mut leaders = resp.leaders.into_iter();
-        // One leader per region; an empty peer where none is known.
+        let mut sizes = resp.approximate_sizes.into_iter();
+        // One leader and one size per region; an empty peer where no
+        // leader is known.
         let regions = resp
             .regions
             .into_iter()
-            .map(|region| CachedRegion::new(region, leaders.next()))
+            .map(|region| {
+                let size = sizes.next().unwrap_or(0);
+                CachedRegion::new(region, leaders.next()).with_size(size)
+            })
             .collect();
         Ok(regions)
     }
 
     /// The store with id `store_id`.
     pub async fn get_store(&mut self, store_id: u64) -> Result<Store, Failure> {
-        let req = GetStoreRequest { header: self.header().await?, store_id };
-        let resp = self.client.get_store(req).await;
-        let resp = resp.map_err(|s| self.unreachable("GetStore", &s))?.into_inner();
-        self.check(&format!("GetStore of store {store_id}"), resp.header.as_ref())?;
+        let resp = self.get_store_info(store_id).await?;
         resp.store.filter(|s| s.id == store_id).ok_or_else(|| {
             Failure::Request(format!(
                 "the scheduler at {} answered GetStore of store {store_id} without that store",
                 self.addr
             ))
         })
+    }
+
+    /// What the scheduler knows of store `store_id`: the store, its last
+    /// statistics, when it last heard from it, its region counts.
+    pub async fn get_store_info(&mut self, store_id: u64) -> Result<GetStoreResponse, Failure> {
+        let req = GetStoreRequest { header: self.header().await?, store_id };
+        let resp = self.client.get_store(req).await;
+        let resp = resp.map_err(|s| self.unreachable("GetStore", &s))?.into_inner();
+        self.check(&format!("GetStore of store {store_id}"), resp.header.as_ref())?;
+        Ok(resp)
+    }
+
+    /// Starts an operator by hand (`AddOperator`, TinyKV's own call);
+    /// returns its description.
+    pub async fn add_operator(&mut self, mut req: AddOperatorRequest) -> Result<String, Failure> {
+        req.header = self.header().await?;
+        let region_id = req.region_id;
+        let resp = self.client.add_operator(req).await;
+        let resp = resp.map_err(|s| self.unreachable("AddOperator", &s))?.into_inner();
+        self.check(&format!("AddOperator on region {region_id}"), resp.header.as_ref())?;
+        Ok(resp.desc)
     }
 
     /// Every store the scheduler knows, tombstones included.
@@ -211,13 +236,20 @@ impl SchedulerClient {
     }
 
     /// The operator running on region `region_id`, or the last one that
-    /// ended there.
-    pub async fn get_operator(&mut self, region_id: u64) -> Result<GetOperatorResponse, Failure> {
+    /// ended there (`None`: the region has had none lately).
+    pub async fn get_operator(
+        &mut self,
+        region_id: u64,
+    ) -> Result<Option<GetOperatorResponse>, Failure> {
         let req = GetOperatorRequest { header: self.header().await?, region_id };
         let resp = self.client.get_operator(req).await;
         let resp = resp.map_err(|s| self.unreachable("GetOperator", &s))?.into_inner();
+        let none = resp.header.as_ref().and_then(|h| h.error.as_ref());
+        if none.is_some_and(|e| e.r#type() == ErrorType::OperatorNotFound) {
+            return Ok(None);
+        }
         self.check(&format!("GetOperator of region {region_id}"), resp.header.as_ref())?;
-        Ok(resp)
+        Ok(Some(resp))
     }
 
     /// One timestamp from the scheduler's timestamp oracle, on the `Tso`

@@ -412,3 +412,87 @@ fn scheduler_command_line_mistakes_and_an_unreachable_scheduler() {
         assert!(stderr(&out).contains("is tinykv-scheduler running there?"), "{}", stderr(&out));
     }
 }
+
+/// The columns of the one row `cluster region KEY` prints: ID START END
+/// CONF_VER VERSION PEERS LEADER SIZE.
+fn region_row(c: &Cluster, key: &str) -> Vec<String> {
+    let out = c.must(&["cluster", "region", key]);
+    let row = out.lines().nth(1).unwrap_or_else(|| panic!("no row in {out:?}"));
+    row.split_whitespace().map(str::to_string).collect()
+}
+
+/// Runs `args` until the condition on `key`'s region row holds (the
+/// scheduler hears of a change with the next heartbeat).
+fn wait_for_region(
+    c: &Cluster,
+    key: &str,
+    what: &str,
+    ok: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = region_row(c, key);
+        if ok(&row) {
+            return row;
+        }
+        assert!(Instant::now() < deadline, "{what}: not after 20 s; the region of {key}: {row:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The store of a peer `ID@STORE`.
+fn store_of(peer: &str) -> &str {
+    peer.split('@').nth(1).unwrap_or_else(|| panic!("a peer is ID@STORE, got {peer:?}"))
+}
+
+/// `cluster split`, `transfer-leader`, `remove-peer` and `add-peer` with
+/// `--wait` carry the operator out, and `cluster operator` reports it;
+/// a split outside the region, a peer on a store that has one, and an
+/// unknown region are refused with the scheduler's reason.
+#[test]
+fn tinykv_ctl_starts_operators_by_hand() {
+    let c = Cluster::start(3);
+    for i in 0..20 {
+        c.must(&["raw", "put", &key(i), &value(i)]);
+    }
+    let row = wait_for_region(&c, &key(0), "three peers", |r| r[5].split(',').count() == 3);
+    let (id, end) = (row[0].clone(), row[2].clone());
+    assert_eq!(end, "+inf", "20 small writes do not split a region: {row:?}");
+
+    let out = c.must(&["cluster", "split", &id, &key(10), "--wait"]);
+    assert!(out.contains(&format!("split at \"{}\"", key(10))), "{out}");
+    assert!(out.ends_with("success\n"), "{out}");
+    let right = wait_for_region(&c, &key(10), "the new region", |r| r[0] != id);
+    assert_eq!(right[1], format!("\"{}\"", key(10)), "the new region starts at the key");
+    assert_eq!(region_row(&c, &key(9))[2], format!("\"{}\"", key(10)), "the old one ends there");
+    let op = c.must(&["cluster", "operator", &id]);
+    assert!(op.contains("kind    admin") && op.contains("status  success"), "{op}");
+
+    // Move the new region's leadership to a follower, then remove it.
+    let right_id = right[0].clone();
+    let leader_store = store_of(&right[6]).to_string();
+    let follower = right[5]
+        .split(',')
+        .map(store_of)
+        .find(|s| *s != leader_store)
+        .expect("a follower")
+        .to_string();
+    c.must(&["cluster", "transfer-leader", &right_id, &follower, "--wait"]);
+    wait_for_region(&c, &key(10), "the new leader", |r| store_of(&r[6]) == follower);
+    c.must(&["cluster", "remove-peer", &right_id, &leader_store, "--wait"]);
+    for i in 0..20 {
+        assert_eq!(c.must(&["raw", "get", &key(i)]), format!("{}\n", value(i)), "raw get");
+    }
+
+    // Refusals name the reason.
+    let refused = |args: &[&str], why: &str| {
+        let out = c.ctl(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+    };
+    refused(&["cluster", "split", &right_id, &key(5)], "is not inside region");
+    refused(&["cluster", "split", &right_id, &key(10)], "is not inside region");
+    refused(&["cluster", "add-peer", &right_id, &follower], "already has peer");
+    refused(&["cluster", "transfer-leader", "999999", "1"], "region 999999 is not known");
+    refused(&["cluster", "add-peer", &right_id, "77"], "store 77 is not known");
+}

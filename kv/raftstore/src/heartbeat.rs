@@ -14,7 +14,8 @@
 //! Both go out through [`Context::report`]; the driver carries them to
 //! the scheduler (the simulator over its simulated network, so they can
 //! be delayed or lost). The scheduler may answer a region heartbeat with
-//! an **operator**: add a peer, remove a peer, transfer the leadership.
+//! an **operator**: add a peer, remove a peer, transfer the leadership,
+//! or (asked for by hand) split at a key.
 //! [`Store::on_region_heartbeat_response`] turns it into the admin
 //! command a client would send, with the epoch *the scheduler* knew, and
 //! hands it to the peer's proposer like any command (lab 3b's
@@ -22,7 +23,10 @@
 //! repeats an operator with every heartbeat until a heartbeat shows it
 //! done, so the store does not have to remember it: a repeat of a change
 //! that already applied fails the `conf_ver` check, one still in the log
-//! is refused by raft (one conf change at a time).
+//! is refused by raft (one conf change at a time). A split at a key takes
+//! the path of a split the size check found: the leader asks the
+//! scheduler for the new region's ids ([`SchedulerTask::AskSplit`]) and
+//! then proposes the `Split`, with the epoch the operator carried.
 
 use tinykv_proto::metapb::{self, Region};
 use tinykv_proto::raft_cmdpb::{
@@ -122,6 +126,46 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// The scheduler's operator "split at `key`" for the region at
+    /// `epoch`: ask for the new region's ids, as a split check would
+    /// (the answer proposes the split). An operator for another epoch, or
+    /// a key not strictly inside the region, is ignored (the scheduler
+    /// asks again with its next answer, or gives up).
+    fn ask_split_at(
+        &mut self,
+        key: Vec<u8>,
+        epoch: Option<metapb::RegionEpoch>,
+        ctx: &mut dyn Context,
+    ) {
+        let region = self.region();
+        if epoch != region.region_epoch {
+            log::debug!("{} ignores a split operator of another epoch {epoch:?}", self.tag);
+            return;
+        }
+        let inside =
+            key > region.start_key && crate::peer::check_key_in_region(&key, region).is_ok();
+        if !inside {
+            log::warn!(
+                "{} ignores a split operator at {:?}: not strictly inside the region",
+                self.tag,
+                key.escape_ascii().to_string()
+            );
+            return;
+        }
+        log::info!(
+            "{} splits at {:?} for the scheduler: asks for the new region's ids",
+            self.tag,
+            key.escape_ascii().to_string()
+        );
+        ctx.report(SchedulerTask::AskSplit {
+            region: region.clone(),
+            split_key: key,
+            peer: self.meta,
+        });
+    }
+}
+
 impl Store {
     /// The store heartbeat this store would send now.
     pub fn store_heartbeat(&self) -> StoreHeartbeatRequest {
@@ -149,7 +193,8 @@ impl Store {
     /// The scheduler's answer to a region heartbeat: an operator for the
     /// region, proposed by its peer here as the admin command a client
     /// would send (`ChangePeer` or `TransferLeader`), with the epoch in
-    /// the response. Answers nobody ([`SCHEDULER_TOKEN`]); an operator for
+    /// the response; a split at a key first asks for the new region's
+    /// ids (`Peer::ask_split_at`). Answers nobody ([`SCHEDULER_TOKEN`]); an operator for
     /// a region this store does not lead is ignored (the scheduler sends
     /// it again to whoever leads).
     ///
@@ -168,6 +213,10 @@ impl Store {
         };
         if !peer.is_leader() {
             log::debug!("{} is not the leader: ignores an operator", peer.tag);
+            return Ok(());
+        }
+        if let Some(split) = resp.split_region {
+            peer.ask_split_at(split.split_key, resp.region_epoch, ctx);
             return Ok(());
         }
         let Some(admin) = operator_command(&resp) else { return Ok(()) };

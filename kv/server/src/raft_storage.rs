@@ -7,7 +7,10 @@
 //! linearizable. The server code of lab 1 runs unchanged on top.
 //!
 //! **Routing.** A request that names its region (`Context::region_id`,
-//! as TinyKV's clients send) goes to that region. One that does not (0,
+//! as TinyKV's clients send) goes to that region, checked against the
+//! epoch it names (`Context::region_epoch`): a client that knows the
+//! region from before a split or a conf change hears `epoch_not_match`,
+//! with the regions as they are now. One that does not (0,
 //! as `tinykv-ctl` sends) is routed by key through this store's regions
 //! (lab 3b): a write to the region of its first key (a write spanning two
 //! regions is refused by the store with `key_not_in_region`), a read to
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use tinykv_engine::{Cf, EngineIter, Snapshot};
 use tinykv_proto::errorpb;
-use tinykv_proto::metapb::Region;
+use tinykv_proto::metapb::{Region, RegionEpoch};
 use tinykv_proto::raft_cmdpb::{
     CmdType, DeleteRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request, SnapRequest,
 };
@@ -33,9 +36,10 @@ use crate::node::{NodeError, NodeHandle};
 /// The region every key lives in until regions split (lab 3b).
 pub const FIRST_REGION: u64 = 1;
 
-/// Where a request goes: the region it names, or the one of a key.
+/// Where a request goes: the region it names (with the epoch the client
+/// knows it at, if it says), or the one of a key.
 enum Route<'a> {
-    Region(u64),
+    Region(u64, Option<RegionEpoch>),
     Key(&'a [u8]),
 }
 
@@ -76,7 +80,7 @@ impl RaftStorage {
     /// The region a request goes to, as this store knows it.
     fn region(&self, route: &Route<'_>) -> Result<Region> {
         match *route {
-            Route::Region(region_id) => {
+            Route::Region(region_id, _) => {
                 self.node.region(region_id).map_err(node_error)?.ok_or_else(|| {
                     Error::region(tinykv_raftstore::Error::RegionNotFound(region_id).to_pb())
                 })
@@ -97,14 +101,22 @@ impl RaftStorage {
         }
     }
 
-    fn header(&self, region: &Region) -> RaftRequestHeader {
+    /// The command header for `region`: this store's peer, and the
+    /// client's epoch when it named one (so a client that knows an older
+    /// region hears `epoch_not_match`, with the regions as they are), else
+    /// the region's own.
+    fn header(&self, region: &Region, route: &Route<'_>) -> RaftRequestHeader {
         let peer = region.peers.iter().find(|p| p.store_id == self.node.store_id()).copied();
-        RaftRequestHeader { region_id: region.id, peer, region_epoch: region.region_epoch, term: 0 }
+        let region_epoch = match *route {
+            Route::Region(_, Some(epoch)) => Some(epoch),
+            _ => region.region_epoch,
+        };
+        RaftRequestHeader { region_id: region.id, peer, region_epoch, term: 0 }
     }
 
     fn call(&self, route: &Route<'_>, requests: Vec<Request>) -> Result<CmdResponse> {
         let region = self.region(route)?;
-        let header = Some(self.header(&region));
+        let header = Some(self.header(&region, route));
         let req = RaftCmdRequest { header, requests, admin_request: None };
         let resp = self.node.call(req, self.timeout).map_err(node_error)?;
         match response_error(&resp.resp) {
@@ -143,7 +155,12 @@ fn node_error(e: NodeError) -> Error {
 
 /// Where a request with context `ctx` about `key` goes.
 fn route<'a>(ctx: &Context, key: &'a [u8]) -> Route<'a> {
-    if ctx.region_id == 0 { Route::Key(key) } else { Route::Region(ctx.region_id) }
+    if ctx.region_id == 0 { Route::Key(key) } else { region_route(ctx) }
+}
+
+/// The route of a request that names its region.
+fn region_route(ctx: &Context) -> Route<'static> {
+    Route::Region(ctx.region_id, ctx.region_epoch)
 }
 
 impl RaftStorage {
@@ -187,7 +204,7 @@ impl Storage for RaftStorage {
 
     fn reader(&self, ctx: &Context) -> Result<Box<dyn StorageReader>> {
         if ctx.region_id != 0 {
-            return Ok(Box::new(self.region_reader(&Route::Region(ctx.region_id))?));
+            return Ok(Box::new(self.region_reader(&region_route(ctx))?));
         }
         // The first region's reader now, so that a refusal (not the
         // leader, ...) is the caller's structured error at once.

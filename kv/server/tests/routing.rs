@@ -118,6 +118,27 @@ fn requests_without_a_region_are_routed_by_key() {
     let region_error = resp.region_error.expect("a region error");
     assert_eq!(region_error.key_not_in_region.map(|e| e.region_id), Some(1));
 
+    // A request that names region 1 at an older epoch (before the split,
+    // version 1) hears epoch_not_match with the regions as they are; at
+    // the current epoch it is served.
+    let at_version = |version: u64| {
+        let epoch = RegionEpoch { conf_ver: 1, version };
+        let context = Context { region_id: 1, region_epoch: Some(epoch), ..Default::default() };
+        server.raw_get(RawGetRequest {
+            context: Some(context),
+            key: b"a".to_vec(),
+            cf: "default".into(),
+        })
+    };
+    let stale = at_version(1);
+    let mismatch = stale.region_error.and_then(|e| e.epoch_not_match);
+    let current: Vec<u64> =
+        mismatch.expect("epoch_not_match").current_regions.iter().map(|r| r.id).collect();
+    assert!(current.contains(&1), "the current regions name region 1: {current:?}");
+    let fresh = at_version(2);
+    assert!(fresh.region_error.is_none(), "{fresh:?}");
+    assert_eq!(fresh.value, b"v".to_vec());
+
     // One write cannot span two regions (one command, one region).
     let both = vec![
         Modify::Put { cf: tinykv_engine::Cf::Default, key: b"b".to_vec(), value: b"x".to_vec() },

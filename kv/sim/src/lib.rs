@@ -30,4 +30,5 @@ pub use crate::cluster::{
 pub use crate::history::{History, OpKind, OpRecord, OpResult};
 pub use crate::network::SCHEDULER_NODE;
 pub use crate::network::{NetConfig, Network};
-pub use tinykv_scheduler::{MockScheduler, RaftCluster, ScheduleConfig};
+pub use tinykv_scheduler::operator::OpOutcome;
+pub use tinykv_scheduler::{AdminOp, MockScheduler, RaftCluster, ScheduleConfig};

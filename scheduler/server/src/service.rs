@@ -20,7 +20,8 @@
 //! refused request is *answered*, not failed: `error` holds the
 //! protocol's [`ErrorType`] (from [`tinykv_scheduler::Error::error_type`]:
 //! `NOT_BOOTSTRAPPED`, `ALREADY_BOOTSTRAPPED`, `STORE_TOMBSTONE`,
-//! `REGION_NOT_FOUND`, else `UNKNOWN`) and a message saying what was wrong,
+//! `REGION_NOT_FOUND`, else `UNKNOWN`; and `OPERATOR_NOT_FOUND` from
+//! `GetOperator`) and a message saying what was wrong,
 //! so a program acts on the type and a person reads the message. A refused
 //! request changes nothing. A gRPC error status is kept for what is not
 //! the client's doing: a panic in the core (`INTERNAL`, with the panic
@@ -73,7 +74,7 @@ use tinykv_proto::metapb::{Peer, StoreState};
 use tinykv_proto::schedulerpb::scheduler_server::{Scheduler, SchedulerServer};
 use tinykv_proto::schedulerpb::*;
 use tinykv_scheduler::operator::HISTORY_LEN;
-use tinykv_scheduler::{RaftCluster, RegionInfo};
+use tinykv_scheduler::{AdminOp, RaftCluster, RegionInfo};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -162,7 +163,8 @@ with_header! {
     StoreHeartbeatResponse, RegionHeartbeatResponse, GetRegionResponse,
     ScanRegionsResponse, AskSplitResponse, GetClusterConfigResponse,
     PutClusterConfigResponse, ScatterRegionResponse, GetGcSafePointResponse,
-    UpdateGcSafePointResponse, GetOperatorResponse,
+    UpdateGcSafePointResponse, GetOperatorResponse, ReportSplitResponse,
+    AddOperatorResponse,
 }
 
 /// The gRPC `Scheduler` service. See the module docs. Cheap to clone: every
@@ -444,6 +446,7 @@ fn region_response(info: &RegionInfo) -> GetRegionResponse {
         region: Some(info.region.clone()),
         leader: info.leader,
         slaves: info.followers().collect(),
+        approximate_size: info.approximate_size,
         ..Default::default()
     }
 }
@@ -557,6 +560,10 @@ impl Scheduler for SchedulerService {
             Ok(GetStoreResponse {
                 store: Some(info.store.clone()),
                 stats: Some(info.stats.clone()),
+                last_heartbeat_unix_ms: info.last_heartbeat_ms.unwrap_or(0),
+                region_count: info.region_count as u64,
+                leader_count: info.leader_count as u64,
+                region_size: info.region_size,
                 ..Default::default()
             })
         })
@@ -713,6 +720,7 @@ impl Scheduler for SchedulerService {
                 // One per region; an empty peer where no leader is known
                 // yet (a region loaded from disk, not heard from since).
                 leaders: found.iter().map(|r| r.leader.unwrap_or_default()).collect::<Vec<Peer>>(),
+                approximate_sizes: found.iter().map(|r| r.approximate_size).collect(),
                 ..Default::default()
             })
         })
@@ -725,6 +733,18 @@ impl Scheduler for SchedulerService {
     ) -> Result<Response<AskSplitResponse>, Status> {
         let request = request.into_inner();
         self.call(request.header, move |cluster, _| Ok(cluster.ask_split(request.region)?)).await
+    }
+
+    async fn report_split(
+        &self,
+        request: Request<ReportSplitRequest>,
+    ) -> Result<Response<ReportSplitResponse>, Status> {
+        let request = request.into_inner();
+        self.call(request.header, move |cluster, _| {
+            cluster.report_split(request.left.as_ref(), request.right.as_ref())?;
+            Ok(ReportSplitResponse::default())
+        })
+        .await
     }
 
     async fn get_cluster_config(
@@ -811,7 +831,7 @@ impl Scheduler for SchedulerService {
                     return Err(tinykv_scheduler::Error::RegionNotFound { region_id }.into());
                 }
                 return Err(Refusal {
-                    error_type: ErrorType::Unknown,
+                    error_type: ErrorType::OperatorNotFound,
                     message: format!(
                         "region {region_id} has no operator running or among the last \
                          {HISTORY_LEN} that ended"
@@ -828,4 +848,50 @@ impl Scheduler for SchedulerService {
         })
         .await
     }
+
+    async fn add_operator(
+        &self,
+        request: Request<AddOperatorRequest>,
+    ) -> Result<Response<AddOperatorResponse>, Status> {
+        let request = request.into_inner();
+        self.call(request.header, move |cluster, now_ms| {
+            require_bootstrapped(cluster)?;
+            let op = admin_op(&request)?;
+            let operator = cluster.add_admin_operator(op, now_ms)?;
+            Ok(AddOperatorResponse { desc: operator.to_string(), ..Default::default() })
+        })
+        .await
+    }
+}
+
+/// The admin operator an `AddOperator` request asks for, its fields checked.
+fn admin_op(request: &AddOperatorRequest) -> Result<AdminOp, Refusal> {
+    let region_id = request.region_id;
+    if region_id == 0 {
+        return Err(Refusal::invalid("AddOperator on region 0"));
+    }
+    let kind = OperatorType::try_from(request.r#type)
+        .map_err(|_| Refusal::invalid(format!("AddOperator of unknown type {}", request.r#type)))?;
+    let store_id = request.store_id;
+    let needs_store = !matches!(kind, OperatorType::Split);
+    if needs_store && store_id == 0 {
+        return Err(Refusal::invalid(format!("AddOperator {}: store 0", kind.as_str_name())));
+    }
+    if needs_store && !request.split_key.is_empty() {
+        return Err(Refusal::invalid(format!(
+            "AddOperator {}: a split key is only for SPLIT",
+            kind.as_str_name()
+        )));
+    }
+    Ok(match kind {
+        OperatorType::AddPeer => AdminOp::AddPeer { region_id, store_id },
+        OperatorType::RemovePeer => AdminOp::RemovePeer { region_id, store_id },
+        OperatorType::TransferLeader => AdminOp::TransferLeader { region_id, store_id },
+        OperatorType::Split => {
+            if store_id != 0 {
+                return Err(Refusal::invalid("AddOperator SPLIT: a store is only for the others"));
+            }
+            AdminOp::Split { region_id, split_key: request.split_key.clone() }
+        }
+    })
 }

@@ -18,6 +18,11 @@
 //!   unchanged after them (no id consumed either);
 //! - `regions_by_key_id_and_scan_after_heartbeats`: `GetRegion`,
 //!   `GetPrevRegion`, `GetRegionByID` and `ScanRegions` (limits, end key);
+//! - `add_operator_report_split_sizes_and_store_counts`: `AddOperator`
+//!   checks its fields and starts a split whose step goes out on the
+//!   heartbeat stream; `ReportSplit` checks the halves; `GetOperator` of a
+//!   region without one is `OPERATOR_NOT_FOUND`; regions carry their
+//!   approximate size and `GetStore` the last heartbeat and the counts;
 //! - `clean_restarts_in_process_keep_everything`: three stop/reopen cycles
 //!   of the same directory, with the clock going back;
 //! - `real_process_survives_sigterm_and_sigkill`: six cycles of the binary,
@@ -598,6 +603,112 @@ fn regions_by_key_id_and_scan_after_heartbeats() {
             assert_eq!(r.regions, expected, "ScanRegions [{start:?}, {end:?}) limit {limit}");
             assert_eq!(r.leaders, leaders, "ScanRegions [{start:?}, {end:?}) leaders");
         }
+        drop(c);
+        s.stop().await;
+    });
+}
+
+#[test]
+fn add_operator_report_split_sizes_and_store_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let clock = TestClock::at(START_MS);
+        let s =
+            TestScheduler::start(dir.path(), ScheduleConfig::default(), &clock, Ticker::Off).await;
+        let mut c = s.client().await;
+        let id = s.cluster_id;
+        bootstrap_three_stores(&mut c, id).await;
+        let whole = region(1, b"", b"", (3, 1), &[(11, 1), (12, 2), (13, 3)]);
+        let sized = |r: &metapb::Region, size: u64| RegionHeartbeatRequest {
+            approximate_size: size,
+            ..heartbeat(id, r, 1)
+        };
+        let mut stream = heartbeat_stream(&mut c).await;
+        stream.send(sized(&whole, 4096)).await;
+        let shb = StoreHeartbeatRequest {
+            header: header(id),
+            stats: Some(StoreStats { store_id: 2, ..Default::default() }),
+        };
+        assert_ok(&c.store_heartbeat(shb).await.unwrap().into_inner().header, "StoreHeartbeat");
+
+        // GetOperator of a region that has had none: its own error type.
+        let r = c.get_operator(GetOperatorRequest { header: header(id), region_id: 1 });
+        let r = r.await.unwrap().into_inner();
+        assert_refused(&r.header, ErrorType::OperatorNotFound, "no operator", "GetOperator");
+
+        // AddOperator: every field the protocol constrains is checked.
+        let add = |region_id: u64, kind: i32, store_id: u64, key: &[u8]| AddOperatorRequest {
+            header: header(id),
+            region_id,
+            r#type: kind,
+            store_id,
+            split_key: key.to_vec(),
+        };
+        let split = OperatorType::Split as i32;
+        let add_peer = OperatorType::AddPeer as i32;
+        for (req, says) in [
+            (add(0, split, 0, b"m"), "region 0"),
+            (add(1, 9, 0, b"m"), "unknown type 9"),
+            (add(1, add_peer, 0, b""), "store 0"),
+            (add(1, add_peer, 2, b"m"), "only for SPLIT"),
+            (add(1, split, 2, b"m"), "a store is only for"),
+            (add(1, split, 0, b""), "not inside region 1"),
+            (add(1, add_peer, 2, b""), "already has peer 12"),
+        ] {
+            let what = format!("AddOperator {req:?}");
+            let r = c.add_operator(req).await.unwrap().into_inner();
+            assert_refused(&r.header, ErrorType::Unknown, says, &what);
+        }
+        let r = c.add_operator(add(7, split, 0, b"m")).await.unwrap().into_inner();
+        assert_refused(&r.header, ErrorType::RegionNotFound, "region 7", "AddOperator region 7");
+        assert!(s.cluster.lock().unwrap().operators().get(1).is_none(), "nothing started");
+
+        let r = c.add_operator(add(1, split, 0, b"m")).await.unwrap().into_inner();
+        assert_ok(&r.header, "AddOperator SPLIT");
+        assert_eq!(r.desc, "admin-split (admin) on region 1: split at \"m\"");
+        let r = c.add_operator(add(1, OperatorType::TransferLeader as i32, 2, b""));
+        let r = r.await.unwrap().into_inner();
+        assert_refused(&r.header, ErrorType::Unknown, "is busy", "a second admin operator");
+        stream.send(sized(&whole, 4096)).await;
+        let answer = stream.next().await;
+        assert_ok(&answer.header, "the split's answer");
+        assert_eq!(answer.split_region.map(|s| s.split_key), Some(b"m".to_vec()));
+        assert_eq!(answer.region_epoch, whole.region_epoch);
+
+        // The halves arrive; ReportSplit checks that they fit.
+        let left = region(1, b"", b"m", (3, 2), &[(11, 1), (12, 2), (13, 3)]);
+        let right = region(2, b"m", b"", (3, 2), &[(21, 1), (22, 2), (23, 3)]);
+        stream.send(sized(&left, 1000)).await;
+        stream.send(sized(&right, 3000)).await;
+        assert!(stream.finish().await.is_empty(), "the split is done: nothing more to ask");
+        let r = c.get_operator(GetOperatorRequest { header: header(id), region_id: 1 });
+        assert_eq!(r.await.unwrap().into_inner().status(), OperatorStatus::Success);
+        let report = |l: &metapb::Region, r: &metapb::Region| ReportSplitRequest {
+            header: header(id),
+            left: Some(l.clone()),
+            right: Some(r.clone()),
+        };
+        let r = c.report_split(report(&left, &right)).await.unwrap().into_inner();
+        assert_ok(&r.header, "ReportSplit");
+        let r = c.report_split(report(&right, &left)).await.unwrap().into_inner();
+        assert_refused(&r.header, ErrorType::Unknown, "does not end where", "ReportSplit swapped");
+
+        // Sizes and counts.
+        let scan = ScanRegionsRequest { header: header(id), ..Default::default() };
+        let r = c.scan_regions(scan).await.unwrap().into_inner();
+        assert_eq!(r.approximate_sizes, [1000, 3000], "ScanRegions sizes");
+        let get = GetRegionRequest { header: header(id), region_key: b"q".to_vec() };
+        let r = c.get_region(get).await.unwrap().into_inner();
+        assert_eq!((r.region.map(|r| r.id), r.approximate_size), (Some(2), 3000));
+        let store = |store_id: u64| GetStoreRequest { header: header(id), store_id };
+        let r = c.get_store(store(2)).await.unwrap().into_inner();
+        assert_ok(&r.header, "GetStore");
+        assert_eq!(r.last_heartbeat_unix_ms, START_MS, "store 2's heartbeat time");
+        assert_eq!((r.region_count, r.leader_count, r.region_size), (2, 0, 4000));
+        let r = c.get_store(store(1)).await.unwrap().into_inner();
+        assert_eq!(r.last_heartbeat_unix_ms, 0, "store 1 sent no store heartbeat");
+        assert_eq!((r.region_count, r.leader_count, r.region_size), (2, 2, 4000));
         drop(c);
         s.stop().await;
     });
