@@ -60,6 +60,13 @@ pub enum ClusterCommand {
     },
     /// Get one timestamp from the scheduler's timestamp oracle.
     Tso,
+    /// List the regions with an operator running, or one that ended
+    /// lately: region, who made it, status, what it does.
+    Operators {
+        /// Only the running ones.
+        #[arg(long)]
+        running: bool,
+    },
     /// Show the operator running on a region, or the last one that ended
     /// there.
     Operator {
@@ -143,6 +150,7 @@ pub async fn run(
             println!("logical    {}", ts::logical(timestamp));
             Ok(())
         }
+        ClusterCommand::Operators { running } => operators(scheduler, running).await,
         ClusterCommand::Operator { region_id } => {
             let Some(op) = scheduler.get_operator(region_id).await? else {
                 println!("region {region_id} has had no operator lately");
@@ -232,6 +240,27 @@ async fn start_operator(
 fn status_of(status: i32) -> String {
     OperatorStatus::try_from(status)
         .map_or_else(|_| format!("unknown ({status})"), |s| status_name(s).into())
+}
+
+/// `cluster operators`: the operator of every region that has one running
+/// or among the last that ended (one `GetOperator` per region).
+async fn operators(scheduler: &mut SchedulerClient, only_running: bool) -> Result<(), Failure> {
+    let regions = scheduler.scan_regions(b"", 0).await?;
+    let mut rows = Vec::new();
+    for r in &regions {
+        let Some(op) = scheduler.get_operator(r.id()).await? else { continue };
+        if only_running && op.status != OperatorStatus::Running as i32 {
+            continue;
+        }
+        rows.push(vec![r.id().to_string(), show(&op.kind), status_of(op.status), show(&op.desc)]);
+    }
+    if rows.is_empty() {
+        let what = if only_running { "running" } else { "running or recent" };
+        println!("no {what} operators on the {} regions", regions.len());
+        return Ok(());
+    }
+    print_table(&["REGION", "KIND", "STATUS", "DESC"], &rows);
+    Ok(())
 }
 
 /// `cluster stores`: every store, with the regions it holds and leads.

@@ -18,6 +18,7 @@
 //! tinykv-ctl --scheduler HOST:PORT cluster regions [--limit N]
 //! tinykv-ctl --scheduler HOST:PORT cluster region KEY
 //! tinykv-ctl --scheduler HOST:PORT cluster tso
+//! tinykv-ctl --scheduler HOST:PORT cluster operators [--running]
 //! tinykv-ctl --scheduler HOST:PORT cluster operator REGION_ID
 //! tinykv-ctl --scheduler HOST:PORT cluster add-peer|remove-peer|transfer-leader REGION_ID STORE_ID [--wait]
 //! tinykv-ctl --scheduler HOST:PORT cluster split REGION_ID KEY [--wait]

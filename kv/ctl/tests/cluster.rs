@@ -446,7 +446,8 @@ fn store_of(peer: &str) -> &str {
 }
 
 /// `cluster split`, `transfer-leader`, `remove-peer` and `add-peer` with
-/// `--wait` carry the operator out, and `cluster operator` reports it;
+/// `--wait` carry the operator out, and `cluster operator` and `cluster
+/// operators` report it;
 /// a split outside the region, a peer on a store that has one, and an
 /// unknown region are refused with the scheduler's reason.
 #[test]
@@ -467,6 +468,13 @@ fn tinykv_ctl_starts_operators_by_hand() {
     assert_eq!(region_row(&c, &key(9))[2], format!("\"{}\"", key(10)), "the old one ends there");
     let op = c.must(&["cluster", "operator", &id]);
     assert!(op.contains("kind    admin") && op.contains("status  success"), "{op}");
+    let ops = c.must(&["cluster", "operators"]);
+    let row = ops.lines().find(|l| l.split_whitespace().next() == Some(id.as_str()));
+    let row: Vec<&str> = row
+        .unwrap_or_else(|| panic!("no row for region {id}:\n{ops}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..], ["admin", "success", "admin-split"], "{ops}");
 
     // Move the new region's leadership to a follower, then remove it.
     let right_id = right[0].clone();

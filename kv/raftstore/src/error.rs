@@ -61,6 +61,11 @@ fn leader_hint(leader: &Option<Peer>) -> String {
     }
 }
 
+/// How long a client should wait before it sends again a command whose
+/// raft proposal was dropped (`server_is_busy.backoff_ms`): about an
+/// election timeout, within which a leader transfer ends.
+pub const PROPOSAL_DROPPED_BACKOFF_MS: u64 = 100;
+
 /// The result type of the raftstore.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -98,6 +103,17 @@ impl Error {
                     Some(errorpb::EpochNotMatch { current_regions: regions.clone() });
             }
             Error::StaleCommand => e.stale_command = Some(errorpb::StaleCommand {}),
+            // The leader could not take it now (a leadership transfer, or
+            // a conf change not applied yet): the same request succeeds a
+            // little later, so it is "busy", which clients retry.
+            Error::Raft(raft::Error::ProposalDropped) => {
+                e.server_is_busy = Some(errorpb::ServerIsBusy {
+                    reason: "the raft proposal was dropped: a leader transfer or a conf change \
+                             is in progress"
+                        .into(),
+                    backoff_ms: PROPOSAL_DROPPED_BACKOFF_MS,
+                });
+            }
             Error::Invalid(_) | Error::Raft(_) | Error::Engine(_) | Error::Corrupt(_) => {}
         }
         e
@@ -131,6 +147,9 @@ mod tests {
         let pb = Error::NotLeader { region_id: 1, leader: Some(leader) }.to_pb();
         assert_eq!(pb.not_leader.unwrap().leader, Some(leader));
         assert!(Error::StaleCommand.to_pb().stale_command.is_some());
+        let dropped = Error::Raft(raft::Error::ProposalDropped).to_pb();
+        assert_eq!(dropped.server_is_busy.map(|b| b.backoff_ms), Some(PROPOSAL_DROPPED_BACKOFF_MS));
+        assert!(Error::Raft(raft::Error::Unavailable).to_pb().server_is_busy.is_none());
         let resp = Error::RegionNotFound(9).into_response(4);
         assert_eq!(resp.header.as_ref().unwrap().current_term, 4);
         assert_eq!(response_error(&resp).unwrap().region_not_found.unwrap().region_id, 9);
