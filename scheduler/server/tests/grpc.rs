@@ -318,7 +318,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let before_basic = s.cluster.lock().unwrap().basic().clone();
         let before_meta = s.cluster.lock().unwrap().meta().copied();
         let last_id = alloc_ids(&mut c, id, 1).await[0];
-        use ErrorType::{RegionNotFound, Unknown};
+        use ErrorType::{OperatorNotFound, RegionNotFound, Unknown};
 
         // Another cluster's requests.
         let r = c.alloc_id(AllocIdRequest { header: other() }).await.unwrap().into_inner();
@@ -487,7 +487,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let r = c.get_operator(GetOperatorRequest { header: h(), region_id: 1 });
         assert_refused(
             &r.await.unwrap().into_inner().header,
-            Unknown,
+            OperatorNotFound,
             "no operator",
             "GetOperator",
         );
