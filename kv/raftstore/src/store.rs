@@ -175,12 +175,24 @@ impl Store {
             && let Err(e) = Store::check_snapshot(&self.snaps, &self.meta, peer, &raft_msg)
         {
             log::warn!("{} drops a snapshot from peer {}: {e}", peer.tag, raft_msg.from);
+            self.delete_refused_snapshot(msg.region_id, &raft_msg);
             return Ok(());
         }
         if let Err(e) = peer.step(raft_msg) {
             log::debug!("{} could not step a message: {e}", peer.tag);
         }
         self.on_peer_ready(msg.region_id, ctx)
+    }
+
+    /// Deletes the received files of a snapshot that was refused, so that
+    /// the leader's next copy is received afresh (and nothing leaks).
+    fn delete_refused_snapshot(&self, region_id: u64, msg: &raft::eraftpb::Message) {
+        let meta = msg.snapshot.as_ref().and_then(|s| s.metadata.as_ref());
+        let Some(meta) = meta.filter(|m| m.index > 0) else { return };
+        let key = SnapKey::new(region_id, meta.term, meta.index);
+        if let Err(e) = self.snaps.delete(key, SnapKind::Received) {
+            log::warn!("store {}: a refused snapshot {key} stays on disk: {e}", self.store_id());
+        }
     }
 
     /// A snapshot message is only stepped into raft if its data decodes,

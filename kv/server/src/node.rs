@@ -281,16 +281,21 @@ impl NodeHandle {
         let key = snapshot_key(&msg).ok_or("the first chunk carries no snapshot message")?;
         let meta = snapshot_meta(&msg)?;
         let snaps = self.snaps.clone();
-        if snaps.exists(key, tinykv_raftstore::SnapKind::Received) {
-            // A second copy of a snapshot this store already has (the
-            // leader sent it again before it heard of the first): writing
-            // it again would collide with the worker applying the first.
+        if snaps.in_use(key, tinykv_raftstore::SnapKind::Received) {
+            // A second copy while the first is still being received or
+            // applied (the leader sent it again before it heard of the
+            // first): writing it would collide with the first.
             log::info!(
-                "store {}: already has snapshot {key}; a second copy is dropped",
+                "store {}: snapshot {key} is being received or applied; a second copy is dropped",
                 self.store_id
             );
             return Ok(());
         }
+        // A complete copy that is not in use had its message lost or
+        // refused (a full input queue, a range that overlapped a region
+        // then): `receive` checks this transfer against it without
+        // writing, and the message is delivered again. Dropping it instead
+        // would leave the peer waiting for a snapshot forever.
         let mut receiver = snaps.receive(key, &meta).map_err(|e| e.to_string())?;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;

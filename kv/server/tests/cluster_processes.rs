@@ -35,6 +35,23 @@ fn free_port() -> u16 {
     l.local_addr().expect("its address").port()
 }
 
+/// `n` consecutive free loopback ports, below the range the OS hands out
+/// for port 0 (32768 and up on Linux), where the other tests' processes
+/// listen: `scripts/cluster.sh` takes a scheduler port and a first store
+/// port and counts up from it, so a run of ports taken one by one could
+/// collide with another test's store.
+fn free_port_run(n: u16) -> u16 {
+    let offset = (std::process::id() % 1000) as u16 * 10;
+    (0..1000u16)
+        .map(|i| 20_000 + (offset + i * 10) % 10_000)
+        .find(|&base| {
+            let bound: Vec<_> =
+                (base..base + n).map(|p| std::net::TcpListener::bind(("127.0.0.1", p))).collect();
+            bound.iter().all(Result::is_ok)
+        })
+        .expect("a run of free loopback ports below 30000")
+}
+
 /// A child process that is killed when dropped.
 struct Proc {
     name: String,
@@ -252,7 +269,8 @@ fn value(i: usize) -> String {
 #[test]
 fn the_cluster_script_starts_and_stops_a_working_cluster() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (pd_port, store_port) = (free_port(), free_port());
+    let base = free_port_run(4);
+    let (pd_port, store_port) = (base, base + 1);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster.sh");
     let run = |what: &str| {
         Command::new("bash")
