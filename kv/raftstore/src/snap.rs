@@ -1003,6 +1003,7 @@ impl SnapManager {
     /// If a complete received copy with the same meta (the same CF files, in
     /// any order) already exists, this is a duplicate transfer: the receiver
     /// still checks the stream but writes nothing, and the copy stays. A
+    /// duplicate is not registered, so it never holds up the copy's apply. A
     /// complete copy with a different meta is replaced when the receiver
     /// finishes.
     ///
@@ -1028,7 +1029,13 @@ impl SnapManager {
                 Err(SnapError::NotFound { .. } | SnapError::Corrupt { .. }) => false,
                 Err(e) => return Err(e),
             };
-            (duplicate, Registration::new(&self.registry, &mut reg, key, Activity::Receiving))
+            // A duplicate transfer neither writes nor reads a file, so it
+            // is not registered: the copy may be applied (or deleted) while
+            // it streams in. Registering it would make the apply of the
+            // first copy fail as busy.
+            let registration = (!duplicate)
+                .then(|| Registration::new(&self.registry, &mut reg, key, Activity::Receiving));
+            (duplicate, registration)
         };
         if duplicate {
             log::info!("snapshot {key} is already received; discarding the duplicate transfer");
@@ -1365,6 +1372,7 @@ pub struct SnapReceiver {
     /// `written`.
     received: u64,
     /// A complete copy with this meta exists: check, but write nothing.
+    /// Invariant: `duplicate == _registration.is_none()`.
     duplicate: bool,
     /// Why an earlier `write` failed; the transfer cannot finish.
     failed: Option<String>,
@@ -1373,7 +1381,7 @@ pub struct SnapReceiver {
     renaming: bool,
     /// `finish` succeeded: the files are the snapshot's now.
     finished: bool,
-    _registration: Registration,
+    _registration: Option<Registration>,
 }
 
 impl SnapReceiver {
@@ -2232,7 +2240,7 @@ mod tests {
         let mut reordered = meta.clone();
         reordered.cf_files.reverse();
         let mut receiver = m2.receive(key, &reordered).unwrap();
-        assert!(m2.in_use(key, SnapKind::Received));
+        assert!(!m2.in_use(key, SnapKind::Received), "a duplicate is not registered");
         let bytes = stream(&m1, key, 100).1.concat();
         let mid = bytes.len() / 2;
         receiver.write(&bytes[..mid]).unwrap();
@@ -2247,6 +2255,28 @@ mod tests {
         let after: Vec<_> =
             files(d2.path()).iter().map(|n| fs::read(d2.path().join(n)).unwrap()).collect();
         assert_eq!(before, after);
+        assert_eq!(applied(&m2, key), expected(&engine, &region(7, b"b", b"d")));
+    }
+
+    /// The leader sent the snapshot again before it heard of the first
+    /// copy, and the second copy streams in while the first is applied
+    /// (tinykv-server once stopped the store on "busy: it is being
+    /// received" here).
+    #[test]
+    fn a_duplicate_transfer_does_not_hold_up_the_apply_of_the_copy() {
+        let engine = sample_engine();
+        let (_d1, m1, _d2, m2) = two_managers();
+        let key = SnapKey::new(7, 3, 42);
+        let meta = m1.build(key, &region(7, b"b", b"d"), &*engine.snapshot()).unwrap();
+        transfer(&m1, &m2, key, 7).unwrap();
+        let bytes = stream(&m1, key, 100).1.concat();
+        let mut duplicate = m2.receive(key, &meta).unwrap();
+        duplicate.write(&bytes[..bytes.len() / 2]).unwrap();
+        let applier = m2.open_apply(key).unwrap();
+        assert!(matches!(m2.receive(key, &meta), Err(SnapError::Busy { .. })));
+        duplicate.write(&bytes[bytes.len() / 2..]).unwrap();
+        duplicate.finish().unwrap();
+        drop(applier);
         assert_eq!(applied(&m2, key), expected(&engine, &region(7, b"b", b"d")));
     }
 
