@@ -240,7 +240,10 @@ impl RaftCluster {
         let mut cluster = RaftCluster {
             cluster_id,
             meta,
-            operators: OperatorController::new(config.operator_timeout_ms),
+            operators: OperatorController::new(
+                config.operator_timeout_ms,
+                config.leader_operator_timeout_ms,
+            ),
             config,
             storage,
             basic,

@@ -19,6 +19,10 @@ pub struct ScheduleConfig {
     pub schedule_interval_ms: u64,
     /// An operator that has not finished after this long is dropped.
     pub operator_timeout_ms: u64,
+    /// The same for an operator that only moves the leadership: it takes
+    /// an election, not a snapshot, and while it is repeated to a peer
+    /// that cannot take over, nothing else can be planned for its region.
+    pub leader_operator_timeout_ms: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -33,6 +37,7 @@ impl Default for ScheduleConfig {
             replica_schedule_limit: 8,
             schedule_interval_ms: 1000,
             operator_timeout_ms: 10 * 60_000,
+            leader_operator_timeout_ms: 10_000,
         }
     }
 }

@@ -277,6 +277,14 @@ impl fmt::Display for Operator {
     }
 }
 
+/// Whether `op` has run longer than `timeout_ms` at `now_ms`, or than
+/// `leader_timeout_ms` if all it does is transfer the leadership.
+fn timed_out(op: &Operator, now_ms: u64, timeout_ms: u64, leader_timeout_ms: u64) -> bool {
+    let leader_only = op.steps.iter().all(|s| matches!(s, OpStep::TransferLeader { .. }));
+    let timeout = if leader_only { leader_timeout_ms } else { timeout_ms };
+    now_ms.saturating_sub(op.created_ms) > timeout
+}
+
 /// How many operators [`OperatorController`] remembers after they end.
 pub const HISTORY_LEN: usize = 256;
 
@@ -291,12 +299,20 @@ pub struct OperatorController {
     history: VecDeque<(Operator, OpOutcome, u64)>,
     /// How long an operator may run (ms).
     timeout_ms: u64,
+    /// How long one that only transfers the leadership may run (ms).
+    leader_timeout_ms: u64,
 }
 
 impl OperatorController {
-    /// A controller whose operators time out after `timeout_ms`.
-    pub fn new(timeout_ms: u64) -> OperatorController {
-        OperatorController { timeout_ms, ..Default::default() }
+    /// A controller whose operators time out after `timeout_ms`, or
+    /// after `leader_timeout_ms` if all they do is transfer the leadership.
+    pub fn new(timeout_ms: u64, leader_timeout_ms: u64) -> OperatorController {
+        OperatorController { timeout_ms, leader_timeout_ms, ..Default::default() }
+    }
+
+    /// Whether `op` has run longer than its timeout at `now_ms`.
+    fn timed_out(&self, op: &Operator, now_ms: u64) -> bool {
+        timed_out(op, now_ms, self.timeout_ms, self.leader_timeout_ms)
     }
 
     /// Starts `op`, unless its region has one of the same or a higher
@@ -348,12 +364,13 @@ impl OperatorController {
         region: &RegionInfo,
         now_ms: u64,
     ) -> Option<RegionHeartbeatResponse> {
+        let (timeout_ms, leader_timeout_ms) = (self.timeout_ms, self.leader_timeout_ms);
         let op = self.running.get_mut(&region.id())?;
         let outcome = if op.advance(region) {
             Some(OpOutcome::Finished)
         } else if region.epoch().version != op.region_epoch.version && !op.splits() {
             Some(OpOutcome::Cancelled)
-        } else if now_ms.saturating_sub(op.created_ms) > self.timeout_ms {
+        } else if timed_out(op, now_ms, timeout_ms, leader_timeout_ms) {
             Some(OpOutcome::TimedOut)
         } else {
             None
@@ -395,7 +412,7 @@ impl OperatorController {
         let expired: Vec<u64> = self
             .running
             .values()
-            .filter(|op| now_ms.saturating_sub(op.created_ms) > self.timeout_ms)
+            .filter(|op| self.timed_out(op, now_ms))
             .map(|op| op.region_id)
             .collect();
         for region_id in expired {
@@ -413,5 +430,49 @@ impl OperatorController {
             self.history.pop_front();
         }
         self.history.push_back((op, outcome, now_ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tinykv_proto::metapb::Region;
+
+    use super::*;
+
+    fn region() -> RegionInfo {
+        let peers = vec![Peer { id: 11, store_id: 1 }, Peer { id: 12, store_id: 2 }];
+        let epoch = RegionEpoch { conf_ver: 2, version: 1 };
+        let mut info = RegionInfo::new(Region {
+            id: 1,
+            region_epoch: Some(epoch),
+            peers,
+            ..Default::default()
+        });
+        info.leader = Some(Peer { id: 11, store_id: 1 });
+        info
+    }
+
+    /// A leader transfer to a peer that cannot take over (its store died
+    /// after the plan was made) is repeated with every heartbeat, and
+    /// every repeat stops the leader's proposals for an election timeout:
+    /// it must end in seconds, not in the ten minutes a peer move gets.
+    #[test]
+    fn a_leader_transfer_times_out_sooner_than_a_peer_move() {
+        let r = region();
+        let mut ops = OperatorController::new(600_000, 10_000);
+        let transfer = Operator::transfer_leader("by-hand", OpKind::Admin, &r, 2, 0);
+        assert!(ops.add(transfer, 0));
+        assert!(ops.dispatch(&r, 10_000).is_some(), "still running at its timeout");
+        assert!(ops.dispatch(&r, 10_001).is_none(), "timed out after it");
+        assert_eq!(ops.ended(OpOutcome::TimedOut), 1);
+
+        let new_peer = Peer { id: 13, store_id: 3 };
+        let moving = Operator::move_peer("by-hand", OpKind::Admin, &r, 2, new_peer, 0);
+        assert!(ops.add(moving, 0));
+        ops.expire(10_001);
+        assert!(ops.get(1).is_some(), "a peer move has the long timeout");
+        ops.expire(600_001);
+        assert!(ops.get(1).is_none(), "and ends after it");
+        assert_eq!(ops.ended(OpOutcome::TimedOut), 2);
     }
 }

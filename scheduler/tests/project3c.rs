@@ -404,7 +404,7 @@ impl Balance {
         let config = ScheduleConfig { max_replicas, ..ScheduleConfig::default() };
         Balance {
             config,
-            ops: OperatorController::new(60_000),
+            ops: OperatorController::new(60_000, 60_000),
             ids: IdAllocator::new(1000, 2000),
             now_ms: 100_000,
         }

@@ -23,7 +23,10 @@
 //! repeats an operator with every heartbeat until a heartbeat shows it
 //! done, so the store does not have to remember it: a repeat of a change
 //! that already applied fails the `conf_ver` check, one still in the log
-//! is refused by raft (one conf change at a time). A split at a key takes
+//! is refused by raft (one conf change at a time). A leader transfer to
+//! a peer the leader has not heard from within an election timeout is
+//! skipped ([`Liveness`]): raft would stop taking proposals while it
+//! waits for a peer that cannot take over. A split at a key takes
 //! the path of a split the size check found: the leader asks the
 //! scheduler for the new region's ids ([`SchedulerTask::AskSplit`]) and
 //! then proposes the `Split`, with the epoch the operator carried.
@@ -36,6 +39,8 @@ use tinykv_proto::raft_cmdpb::{
 use tinykv_proto::schedulerpb::{
     RegionHeartbeatRequest, RegionHeartbeatResponse, StoreHeartbeatRequest, StoreStats,
 };
+
+use std::collections::BTreeMap;
 
 use crate::context::{Context, SCHEDULER_TOKEN};
 use crate::error::Result;
@@ -61,6 +66,54 @@ pub enum SchedulerTask {
         /// The leader that asks.
         peer: metapb::Peer,
     },
+}
+
+/// When a peer last heard from each other peer of its region, in its
+/// own ticks: a leader does not hand its leadership to a peer it has not
+/// heard from within an election timeout. (Raft would send that peer
+/// `MsgTimeoutNow` and stop taking proposals until the transfer is
+/// abandoned an election timeout later; a scheduler that repeats the
+/// operator with every heartbeat would keep the region unwritable for as
+/// long as the peer is gone.)
+#[derive(Clone, Debug, Default)]
+pub struct Liveness {
+    /// Ticks since the peer was created.
+    now: u64,
+    /// Peer id → `now` when a message from it last arrived.
+    /// Invariant: every value `<= now`.
+    last_heard: BTreeMap<u64, u64>,
+    /// How many ticks of silence still count as recent.
+    window: u64,
+}
+
+impl Liveness {
+    /// Recent means within `election_ticks` ticks.
+    pub fn new(election_ticks: usize) -> Liveness {
+        let window = u64::try_from(election_ticks).unwrap_or(u64::MAX);
+        Liveness { window, ..Liveness::default() }
+    }
+
+    /// One tick passed.
+    pub fn tick(&mut self) {
+        self.now += 1;
+    }
+
+    /// A message from peer `id` arrived.
+    pub fn heard_from(&mut self, id: u64) {
+        if id != 0 {
+            self.last_heard.insert(id, self.now);
+        }
+    }
+
+    /// Whether peer `id` was heard from within the window.
+    pub fn is_recent(&self, id: u64) -> bool {
+        self.last_heard.get(&id).is_some_and(|&t| self.now - t <= self.window)
+    }
+
+    /// Ticks since peer `id` was last heard from (`None`: never).
+    pub fn silent_for(&self, id: u64) -> Option<u64> {
+        self.last_heard.get(&id).map(|&t| self.now - t)
+    }
 }
 
 impl Peer {
@@ -220,6 +273,18 @@ impl Store {
             return Ok(());
         }
         let Some(admin) = operator_command(&resp) else { return Ok(()) };
+        let transferee = admin.transfer_leader.as_ref().and_then(|t| t.peer);
+        if let Some(to) = transferee.filter(|to| !peer.liveness.is_recent(to.id)) {
+            let silent = peer.liveness.silent_for(to.id);
+            let silent = silent.map_or("never heard from".into(), |t| format!("silent {t} ticks"));
+            log::info!(
+                "{} does not transfer leadership to peer {} on store {}: {silent}",
+                peer.tag,
+                to.id,
+                to.store_id
+            );
+            return Ok(());
+        }
         log::info!("{} runs the scheduler's operator {:?}", peer.tag, admin.cmd_type());
         let req = RaftCmdRequest {
             header: Some(RaftRequestHeader {

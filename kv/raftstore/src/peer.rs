@@ -85,6 +85,9 @@ pub struct Peer {
     /// last state this peer knows, or, for an uninitialized peer, the
     /// leader that created it).
     pub(crate) peer_cache: BTreeMap<u64, metapb::Peer>,
+    /// When this peer last heard from each other peer (see
+    /// [`crate::heartbeat::Liveness`]).
+    pub(crate) liveness: crate::heartbeat::Liveness,
     /// Ticks since the last region heartbeat (see [`crate::heartbeat`]).
     pub(crate) heartbeat_ticks: usize,
     pub(crate) heartbeat_tick_interval: usize,
@@ -168,6 +171,7 @@ impl Peer {
             log_compacted_to: 0,
             store_effects: Vec::new(),
             peer_cache: BTreeMap::new(),
+            liveness: crate::heartbeat::Liveness::new(cfg.raft_election_timeout_ticks),
             heartbeat_ticks: 0,
             heartbeat_tick_interval: cfg.region_heartbeat_tick_interval.max(1),
             reported_as_leader: false,
@@ -251,6 +255,7 @@ impl Peer {
     ///
     /// The raft node's error (e.g. a response from a non-member).
     pub fn step(&mut self, msg: eraftpb::Message) -> Result<()> {
+        self.liveness.heard_from(msg.from);
         self.raft_group.step(msg)?;
         Ok(())
     }
@@ -263,6 +268,7 @@ impl Peer {
     /// restart in the middle of one) the snapshot apply scheduled again.
     pub fn tick(&mut self, ctx: &mut dyn Context) {
         self.raft_group.tick();
+        self.liveness.tick();
         self.on_heartbeat_tick(ctx);
         self.on_split_check_tick(ctx);
         self.gc_ticks += 1;

@@ -111,3 +111,34 @@ fn admin_split_then_move_and_transfer_the_new_region() {
     assert_eq!(stores.len(), 3, "seed {}: {stores:?}", c.seed());
     assert!(stores.contains(&4) && !stores.contains(&1), "seed {}: {stores:?}", c.seed());
 }
+
+/// A leader transfer to a store that died after it was asked for: the
+/// leader does not hand over to a peer it has not heard from (raft would
+/// stop taking proposals until the transfer is abandoned, and the
+/// scheduler repeats the operator with every heartbeat), so the region
+/// keeps taking writes; the operator times out.
+#[test]
+fn a_leader_transfer_to_a_dead_store_does_not_stop_writes() {
+    let mut c = cluster();
+    c.must_put(b"k", b"v0");
+    let region = region_of(&c, b"k");
+    let leader = c.leader_of(region.id).expect("a leader after a write");
+    let target = region.peers.iter().map(|p| p.store_id).find(|&s| s != leader).expect("peers");
+    c.kill_store(target);
+    c.run_for(SEC);
+    start(&mut c, AdminOp::TransferLeader { region_id: region.id, store_id: target });
+    // Ten seconds of writes, each within half a second.
+    for i in 0..40u32 {
+        let value = format!("v{i}").into_bytes();
+        let put = tinykv_sim::OpKind::Put { key: b"k".to_vec(), value };
+        c.run_op(tinykv_sim::HARNESS_CLIENT, put, 500 * MS);
+        c.run_for(200 * MS);
+    }
+    assert_eq!(c.leader_of(region.id), Some(leader), "seed {}: the leadership stayed", c.seed());
+    c.run_for(5 * SEC);
+    let pd = c.pd.as_ref().expect("the real scheduler");
+    assert!(pd.operators().get(region.id).is_none(), "seed {}: the transfer still runs", c.seed());
+    let last = pd.operators().history().rev().find(|(op, _, _)| op.region_id == region.id);
+    let outcome = last.map(|(_, outcome, _)| *outcome);
+    assert_eq!(outcome, Some(OpOutcome::TimedOut), "seed {}", c.seed());
+}
