@@ -10,10 +10,13 @@
 //! must be listed in the manifest under a lab that names that file, and
 //! every listed test must exist.
 //!
-//! Each run is `EXE --exact NAME --test-threads 1 --nocapture` in the
-//! package folder, with `TINYKV_SEED` set when a seed is given, stdout and
-//! stderr captured together, and a timeout after which the process is
-//! killed. Runs go to a pool of worker threads; a test run under several
+//! Each run is `EXE --exact NAME --test-threads 1 --nocapture` with
+//! libtest's JSON events (`-Z unstable-options --format json`, allowed by
+//! `RUSTC_BOOTSTRAP=1`) in the package folder, in a process group of its
+//! own, with `TINYKV_SEED` set when a seed is given, stdout and stderr
+//! captured together, and a timeout. A test passed only if its process
+//! exited with status 0 *and* libtest reported it `ok`; when the process
+//! ends or times out, its whole process group is killed. Runs go to a pool of worker threads; a test run under several
 //! seeds passes only if every seed passes (after a failure, its remaining
 //! seeds are skipped).
 
@@ -546,7 +549,9 @@ struct RunResult {
     output: String,
 }
 
-/// Runs one test once.
+/// Runs one test once, in its own process group: when it ends (or is
+/// killed at the timeout) the whole group is killed, so nothing it started
+/// (a server, a helper process) outlives it.
 fn run_once(job: &TestJob, seed: Option<u64>, timeout: Duration) -> RunResult {
     let started = Instant::now();
     let fail = |msg: String| RunResult {
@@ -564,10 +569,17 @@ fn run_once(job: &TestJob, seed: Option<u64>, timeout: Duration) -> RunResult {
     };
     let mut cmd = Command::new(&job.exe);
     cmd.args(["--exact", &job.name, "--test-threads", "1", "--nocapture"])
+        // libtest's own per-test events, as JSON lines (an unstable
+        // libtest option: RUSTC_BOOTSTRAP lets a stable test binary take
+        // it). The outcome is read from them and the exit status.
+        .args(["-Z", "unstable-options", "--format", "json"])
+        .env("RUSTC_BOOTSTRAP", "1")
         .current_dir(&job.cwd)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     match seed {
         Some(s) => cmd.env("TINYKV_SEED", s.to_string()),
         None => cmd.env_remove("TINYKV_SEED"),
@@ -576,39 +588,98 @@ fn run_once(job: &TestJob, seed: Option<u64>, timeout: Duration) -> RunResult {
         Ok(c) => c,
         Err(e) => return fail(format!("running {}: {e}", job.exe.display())),
     };
-    let mut pause = Duration::from_millis(2);
-    let (exit, timed_out) = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break (Some(status), false),
-            Ok(None) => {}
-            Err(e) => return fail(format!("waiting for the test: {e}")),
-        }
-        if started.elapsed() >= timeout {
+    let waited = wait_timeout::ChildExt::wait_timeout(&mut child, timeout);
+    kill_group(&child);
+    let exit = match waited {
+        Ok(Some(status)) => Some(status),
+        Ok(None) => {
             let _ = child.kill();
             let _ = child.wait();
-            break (None, true);
+            None
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+        Err(e) => return fail(format!("waiting for the test: {e}")),
     };
     let elapsed = started.elapsed();
     let output = read_tail(&mut file);
-    let status = if timed_out {
-        Status::TimedOut(timeout)
-    } else {
-        match exit {
-            Some(s) if s.success() => {
-                if output.contains("test result: ok. 1 passed") {
-                    Status::Passed
-                } else {
-                    Status::NotRun
-                }
-            }
-            Some(s) => Status::Failed(describe_exit(s)),
-            None => Status::Error("no exit status".to_string()),
-        }
+    let status = match exit {
+        None => Status::TimedOut(timeout),
+        Some(exit) => judge(exit, libtest_event(&output, &job.name)),
     };
     RunResult { status, elapsed, output }
+}
+
+/// Kills the process group that `child` leads (it was started as one),
+/// whatever is left in it.
+fn kill_group(child: &std::process::Child) {
+    #[cfg(unix)]
+    {
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // ESRCH (nothing left) is the usual answer.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}
+
+/// What libtest reported for one test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `"event": "ok"`.
+    Ok,
+    /// `"event": "failed"` (or `"timeout"`).
+    Failed,
+    /// `"event": "ignored"`.
+    Ignored,
+    /// No result for it: the process ended before libtest reported one.
+    Missing,
+}
+
+/// libtest's result for test `name` in `output`, from its JSON event
+/// lines (`{ "type": "test", "name": ..., "event": ... }`). A line may
+/// start with what the test printed without a newline; only complete JSON
+/// objects count.
+pub fn libtest_event(output: &str, name: &str) -> Event {
+    let mut event = Event::Missing;
+    for line in output.lines() {
+        let Some(v) = json_event(line) else { continue };
+        if v.get("type").and_then(Value::as_str) != Some("test")
+            || v.get("name").and_then(Value::as_str) != Some(name)
+        {
+            continue;
+        }
+        match v.get("event").and_then(Value::as_str) {
+            Some("ok") => event = Event::Ok,
+            Some("failed" | "timeout") => event = Event::Failed,
+            Some("ignored") => event = Event::Ignored,
+            _ => {}
+        }
+    }
+    event
+}
+
+/// The libtest JSON event at the end of `line`, if there is one.
+fn json_event(line: &str) -> Option<Value> {
+    let at = line.find("{ \"type\": \"")?;
+    serde_json::from_str::<Value>(&line[at..]).ok().filter(Value::is_object)
+}
+
+/// The status of a run that exited with `exit` after libtest reported
+/// `event`: it passed only if both say so.
+pub fn judge(exit: std::process::ExitStatus, event: Event) -> Status {
+    match (exit.success(), event) {
+        (true, Event::Ok) => Status::Passed,
+        (true, Event::Ignored) => Status::NotRun,
+        (true, Event::Missing) => Status::Failed(
+            "the process exited with status 0 before libtest reported the test's result \
+             (std::process::exit in the code under test?)"
+                .to_string(),
+        ),
+        (true, Event::Failed) => Status::Failed("libtest reported a failure".to_string()),
+        (false, _) => Status::Failed(describe_exit(exit)),
+    }
 }
 
 fn describe_exit(s: std::process::ExitStatus) -> String {
@@ -789,6 +860,15 @@ pub fn failure_excerpt(output: &str, name: &str, max: usize) -> Vec<String> {
         {
             continue;
         }
+        // libtest's JSON events: keep only what the test printed before
+        // one on the same line.
+        let line = match json_event(line) {
+            Some(_) => match line.find("{ \"type\": \"") {
+                Some(0) | None => continue,
+                Some(at) => &line[..at],
+            },
+            None => line,
+        };
         let line = line.strip_prefix(&prefix).unwrap_or(line);
         if line.is_empty() && lines.last().is_none_or(|l| l.is_empty()) {
             continue;
@@ -880,6 +960,45 @@ mod tests {
             failure_excerpt(out, "bad_1", 2),
             vec!["thread 'bad_1' (6140) panicked at tests/suite.rs:2:69:", "lab 1: boom"]
         );
+    }
+
+    #[test]
+    fn libtest_events_decide_not_the_text() {
+        let ok = r#"{ "type": "test", "name": "a_1", "event": "ok", "exec_time": 0.1 }"#;
+        let failed = r#"{ "type": "test", "name": "a_1", "event": "failed" }"#;
+        let ignored = r#"{ "type": "test", "name": "a_1", "event": "ignored" }"#;
+        let other = r#"{ "type": "test", "name": "b_1", "event": "ok" }"#;
+        assert_eq!(libtest_event(&format!("noise\n{ok}\n"), "a_1"), Event::Ok);
+        // What the test printed without a newline comes first.
+        assert_eq!(libtest_event(&format!("partial{ok}\n"), "a_1"), Event::Ok);
+        assert_eq!(libtest_event(&format!("{failed}\n"), "a_1"), Event::Failed);
+        assert_eq!(libtest_event(&format!("{ignored}\n"), "a_1"), Event::Ignored);
+        assert_eq!(libtest_event(&format!("{other}\n"), "a_1"), Event::Missing);
+        // Free text that merely looks like a pass is not one.
+        let text = "test a_1 ... ok\ntest result: ok. 1 passed; 0 failed";
+        assert_eq!(libtest_event(text, "a_1"), Event::Missing);
+        let broken = r#"{ "type": "test", "name": "a_1", "event": "ok""#;
+        assert_eq!(libtest_event(broken, "a_1"), Event::Missing);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_pass_needs_both_exit_status_and_event() {
+        use std::os::unix::process::ExitStatusExt;
+        let exit = |code: i32| std::process::ExitStatus::from_raw(code << 8);
+        assert_eq!(judge(exit(0), Event::Ok), Status::Passed);
+        assert_eq!(judge(exit(0), Event::Ignored), Status::NotRun);
+        assert!(matches!(judge(exit(0), Event::Missing), Status::Failed(_)));
+        assert!(matches!(judge(exit(101), Event::Ok), Status::Failed(_)));
+        assert_eq!(judge(exit(101), Event::Failed), Status::Failed("exit code 101".into()));
+    }
+
+    #[test]
+    fn excerpt_drops_libtest_events() {
+        let out = "{ \"type\": \"suite\", \"event\": \"started\", \"test_count\": 1 }\n\
+                   half{ \"type\": \"test\", \"event\": \"started\", \"name\": \"bad_1\" }\n\
+                   lab 1: boom\n";
+        assert_eq!(failure_excerpt(out, "bad_1", 25), vec!["half", "lab 1: boom"]);
     }
 
     #[test]

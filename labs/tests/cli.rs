@@ -41,6 +41,7 @@ add_1 = 10
 broken_1 = 10
 hang_1 = 10
 seeded_1 = 10
+exits_1 = 10
 
 [[lab]]
 id = "2"
@@ -83,7 +84,16 @@ fn suite_rs(extra: &[&str]) -> String {
         "#[test]",
         "fn hang_1() {",
         "    assert_eq!(fx::add(0, 0), 0);",
+        "    // A helper process the runner must kill with the test.",
+        "    let child = std::process::Command::new(\"sleep\").arg(\"120\").spawn().unwrap();",
+        "    std::fs::write(\"hang_1.pid\", child.id().to_string()).unwrap();",
         "    std::thread::sleep(std::time::Duration::from_secs(60));",
+        "}",
+        "#[test]",
+        "fn exits_1() {",
+        "    assert_eq!(fx::add(0, 1), 1);",
+        "    // Exit status 0, but libtest never reports the test: not a pass.",
+        "    std::process::exit(0);",
         "}",
         "#[test]",
         "fn seeded_1() {",
@@ -112,7 +122,7 @@ fn fixture(root: &Path) {
         root,
         "docs/lab1.md",
         "# Lab 1\n\n| test | points |\n|---|---|\n| `add_1` | 10 |\n| `broken_1` | 10 |\n\
-         | `hang_1` | 10 |\n| `seeded_1` | 10 |\n",
+         | `hang_1` | 10 |\n| `seeded_1` | 10 |\n| `exits_1` | 10 |\n",
     );
     write(root, "docs/lab2.md", "# Lab 2\n");
     write(root, "notes/answers.md", "secret\n");
@@ -135,6 +145,24 @@ fn labs(root: &Path, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Whether process `pid` still runs (a zombie does not), allowing its
+/// SIGKILL a few seconds to land.
+fn alive(pid: &str) -> bool {
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running() {
+        if std::time::Instant::now() > until {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
 #[test]
 fn test_command_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,17 +173,22 @@ fn test_command_end_to_end() {
     let (code, out) = labs(root, &["test", "1"]);
     assert_eq!(code, 1, "{out}");
     for want in [
-        "/4] add_1 ... ok",
-        "/4] broken_1 ... FAILED",
-        "/4] hang_1 ... TIMEOUT",
-        "/4] seeded_1 ... ok",
+        "/5] add_1 ... ok",
+        "/5] broken_1 ... FAILED",
+        "/5] hang_1 ... TIMEOUT",
+        "/5] seeded_1 ... ok",
+        "/5] exits_1 ... FAILED",
+        "before libtest reported the test's result",
         "broken on purpose",
         "replay: make project1 TEST=broken_1",
         "or: cargo run -p labs -- test 1 --test broken_1",
-        "Score: 20/40 points (2/4 tests passed)",
+        "Score: 20/50 points (2/5 tests passed)",
     ] {
         assert!(out.contains(want), "missing `{want}` in:\n{out}");
     }
+    // The timed-out test's helper process went with it.
+    let pid = std::fs::read_to_string(root.join("fx/hang_1.pid")).expect("hang_1 wrote its pid");
+    assert!(!alive(pid.trim()), "hang_1's child {pid} outlived the timeout");
     // Passing tests' output is not shown; libtest framing is trimmed.
     assert!(!out.contains("test result:"), "{out}");
 
@@ -220,7 +253,7 @@ fn handout_and_verify_end_to_end() {
     write(root, "fx/src/lib.rs", &lib_rs(false));
     let (code, out) = labs(root, &["verify", "--timeout", "20"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("4/4 graded tests fail on the stubs; 0 vacuous"), "{out}");
+    assert!(out.contains("5/5 graded tests fail on the stubs; 0 vacuous"), "{out}");
     assert!(out.contains("verify: OK"), "{out}");
     assert!(root.join("target/verify").is_dir());
 
