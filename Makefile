@@ -19,7 +19,7 @@ LAB_ARGS = $(if $(TEST),--test $(TEST)) $(if $(SEED),--seed $(SEED)) $(if $(SEED
 LAB_TARGETS = project1 project2 project2a project2aa project2ab project2ac project2b project2c \
               project3 project3a project3b project3c project4 project4a project4b project4c
 
-.PHONY: help run build cluster cluster-stop cluster-status test test-workspace handout verify docs fmt lint bench clean $(LAB_TARGETS)
+.PHONY: help run build cluster cluster-stop cluster-status test test-workspace handout verify grade docs fmt lint bench clean $(LAB_TARGETS)
 
 help:
 	@echo "make run                 build and start tinykv-server --standalone on $(DATA) at $(ADDR)"
@@ -29,6 +29,8 @@ help:
 	@echo "make project1 ... project4c   a lab's graded suite (TEST=name SEED=n SEEDS=k)"
 	@echo "make handout STAGE=1 [OUT=dir]   the student repository up to a lab"
 	@echo "make verify [STAGE=lab]  build the handout and check that every graded test fails on the stubs"
+	@echo "make grade [SUBMISSION=dir] [STAGE=lab] [FORMAT=table|json|junit|gradescope] [REPORT=file] [SEEDS=k]"
+	@echo "                         score labs: this tree, or a submission laid over the official one"
 	@echo "make docs | fmt | lint | bench | clean"
 
 build:
@@ -74,6 +76,11 @@ handout:
 
 verify:
 	$(LABS) verify $(if $(STAGE),--stage $(STAGE))
+
+grade:
+	$(LABS) grade $(if $(SUBMISSION),--submission $(SUBMISSION)) $(if $(STAGE),--stage $(STAGE)) \
+	  $(if $(FORMAT),--format $(FORMAT)) $(if $(REPORT),--out $(REPORT)) \
+	  $(if $(SEED),--seed $(SEED)) $(if $(SEEDS),--seeds $(SEEDS))
 
 docs:
 	$(CARGO) doc --workspace --no-deps

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod grade;
 mod handout;
 mod manifest;
 mod markers;
@@ -79,6 +80,44 @@ enum Cmd {
         timeout: Option<u64>,
     },
 
+    /// Grade labs: the tree itself, or a student's submission laid over the
+    /// official tree (only the graded labs' student files are taken from
+    /// it). Each graded test runs in its own process under every seed and
+    /// scores its points only if every seed passes.
+    ///
+    /// Example: labs grade --stage 2b --submission ../alice --format json --out alice.json
+    Grade {
+        /// Every lab with graded tests up to this one.
+        #[arg(long, value_name = "LAB", conflicts_with = "labs")]
+        stage: Option<String>,
+        /// These labs or groups (comma-separated); default: every lab with
+        /// graded tests.
+        #[arg(long, value_name = "LAB,LAB", value_delimiter = ',')]
+        labs: Vec<String>,
+        /// The student's repository or folder (a git checkout or a plain
+        /// folder); default: grade this tree.
+        #[arg(long, value_name = "DIR")]
+        submission: Option<PathBuf>,
+        /// The seed for the tests (TINYKV_SEED).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Run every test under K seeds (S, S+1, ... with S = --seed or 1).
+        #[arg(long, value_name = "K")]
+        seeds: Option<u64>,
+        /// The report's format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write the report here instead of to standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Tests run in parallel.
+        #[arg(long, short = 'j', value_name = "J", default_value_t = 2)]
+        jobs: usize,
+        /// Per-test timeout in seconds (default: the lab's timeout_secs).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+
     /// Make the student repository for a stage: solutions replaced by stubs,
     /// instructor material, later labs' suites and documents left out.
     ///
@@ -115,6 +154,19 @@ enum Cmd {
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
     },
+}
+
+/// `labs grade --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// A table for people (what `labs test` prints).
+    Table,
+    /// JSON, as labs/grade-report.schema.json describes it.
+    Json,
+    /// JUnit XML: one testsuite per lab.
+    Junit,
+    /// Gradescope's results.json.
+    Gradescope,
 }
 
 fn main() -> ExitCode {
@@ -196,6 +248,45 @@ fn run(cli: Cli) -> Result<u8> {
                 jobs,
                 timeout.map(Duration::from_secs),
             )
+        }
+        Cmd::Grade { stage, labs, submission, seed, seeds, format, out, jobs, timeout } => {
+            if jobs == 0 {
+                return Err(Error::msg("--jobs must be at least 1"));
+            }
+            if seeds == Some(0) {
+                return Err(Error::msg("--seeds must be at least 1"));
+            }
+            if timeout == Some(0) {
+                return Err(Error::msg("--timeout must be at least 1"));
+            }
+            let seed_list = seed_list(seed, seeds);
+            let opts = grade::Options {
+                labs,
+                stage,
+                submission,
+                seeds: seed_list,
+                jobs,
+                timeout: timeout.map(Duration::from_secs),
+            };
+            let report = grade::run(&manifest, &opts)?;
+            let text = match format {
+                Format::Table => grade::table(&report),
+                Format::Json => grade::json(&report),
+                Format::Junit => grade::junit(&report)?,
+                Format::Gradescope => grade::gradescope(&report),
+            };
+            match &out {
+                Some(path) => {
+                    std::fs::write(path, &text)
+                        .map_err(|e| Error::msg(format!("writing {}: {e}", path.display())))?;
+                    if format != Format::Table {
+                        eprint!("{}", grade::table(&report));
+                    }
+                    eprintln!("report written to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(0)
         }
         Cmd::Handout { stage, out, keep_solutions, force } => {
             let started = Instant::now();
@@ -351,14 +442,7 @@ fn run_test(
     let job_list = runner::prepare(&ws, m, &runnable, only, None)?;
     let build_time = build_started.elapsed();
 
-    let seed_list: Vec<u64> = match (seed, seeds) {
-        (_, Some(k)) => {
-            let s = seed.unwrap_or(1);
-            (0..k).map(|i| s.saturating_add(i)).collect()
-        }
-        (Some(s), None) => vec![s],
-        (None, None) => Vec::new(),
-    };
+    let seed_list = seed_list(seed, seeds);
     let opts = RunOptions {
         seeds: seed_list.clone(),
         jobs,
@@ -485,6 +569,19 @@ fn run_test(
         return Ok(1);
     }
     Ok(0)
+}
+
+/// The seeds of `--seed S --seeds K`: S, S+1, ..., S+K-1 (S = 1 if not
+/// given); just S without K; none without either.
+fn seed_list(seed: Option<u64>, seeds: Option<u64>) -> Vec<u64> {
+    match (seed, seeds) {
+        (_, Some(k)) => {
+            let s = seed.unwrap_or(1);
+            (0..k).map(|i| s.saturating_add(i)).collect()
+        }
+        (Some(s), None) => vec![s],
+        (None, None) => Vec::new(),
+    }
 }
 
 fn labs_phrase(labs: &[&manifest::Lab]) -> String {
