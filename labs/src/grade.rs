@@ -613,3 +613,19 @@ pub fn gradescope(r: &Report) -> String {
     s.push('\n');
     s
 }
+
+/// A Gradescope `results.json` for a submission that could not be graded
+/// (`why`): zero points, and the reason where the student sees it.
+pub fn gradescope_error(why: &str) -> String {
+    let value = serde_json::json!({
+        "score": 0.0,
+        "execution_time": 0,
+        "output": format!("The submission could not be graded: {why}\n"),
+        "visibility": "visible",
+        "stdout_visibility": "visible",
+        "tests": [],
+    });
+    let mut s = serde_json::to_string_pretty(&value).expect("json serializes");
+    s.push('\n');
+    s
+}

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod autograder;
 mod error;
 mod grade;
 mod handout;
@@ -116,6 +117,21 @@ enum Cmd {
         /// Per-test timeout in seconds (default: the lab's timeout_secs).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+    },
+
+    /// Write the zip for Gradescope's custom autograder: setup.sh (installs
+    /// the pinned Rust toolchain and pre-builds), run_autograder (runs
+    /// `labs grade --format gradescope` on /autograder/submission) and the
+    /// stage's handout (no solutions).
+    ///
+    /// Example: labs autograder --stage 2b --out autograder-2b.zip
+    Autograder {
+        /// The stage: the handout's last lab, and what is graded.
+        #[arg(long, value_name = "LAB")]
+        stage: String,
+        /// The zip to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 
     /// Make the student repository for a stage: solutions replaced by stubs,
@@ -268,7 +284,17 @@ fn run(cli: Cli) -> Result<u8> {
                 jobs,
                 timeout: timeout.map(Duration::from_secs),
             };
-            let report = grade::run(&manifest, &opts)?;
+            let report = match grade::run(&manifest, &opts) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Gradescope shows results.json, not stderr: say there
+                    // why nothing was graded.
+                    if let (Format::Gradescope, Some(path)) = (format, &out) {
+                        let _ = std::fs::write(path, grade::gradescope_error(&e.to_string()));
+                    }
+                    return Err(e);
+                }
+            };
             let text = match format {
                 Format::Table => grade::table(&report),
                 Format::Json => grade::json(&report),
@@ -286,6 +312,18 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 None => print!("{text}"),
             }
+            Ok(0)
+        }
+        Cmd::Autograder { stage, out } => {
+            let summary =
+                autograder::make(&manifest, &autograder::Options { stage, out: out.clone() })?;
+            println!(
+                "autograder for stage {} written to {} ({} files of the handout; Rust {})",
+                summary.stage,
+                out.display(),
+                summary.files,
+                summary.toolchain
+            );
             Ok(0)
         }
         Cmd::Handout { stage, out, keep_solutions, force } => {

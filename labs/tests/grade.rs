@@ -495,3 +495,68 @@ fn junit_and_gradescope_reports() {
         "{sum:#}"
     );
 }
+
+#[test]
+fn the_autograder_bundle_grades_a_submission_like_gradescope() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("course");
+    course(&root);
+    let zip_path = dir.path().join("autograder.zip");
+    let out = labs(&root, &["autograder", "--stage", "2", "--out", zip_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // setup.sh and run_autograder at the top, executable; the handout
+    // (stubs, no solutions) under tinykv/.
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    for script in ["setup.sh", "run_autograder"] {
+        let f = zip.by_name(script).unwrap_or_else(|_| panic!("no {script} in the zip"));
+        assert_eq!(f.unix_mode().map(|m| m & 0o777), Some(0o755), "{script}");
+    }
+    let mut lib = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("tinykv/one/src/lib.rs").unwrap(), &mut lib)
+        .unwrap();
+    assert!(lib.contains("todo!(\"lab 1: sum\")"), "{lib}");
+    assert!(!lib.contains("a + b"), "the bundle holds the solution:\n{lib}");
+    assert!(zip.by_name("tinykv/labs/labs.toml").is_ok());
+
+    // A dry run as Gradescope does it: source, submission (a repository
+    // uploaded as one folder), results.
+    let ag = dir.path().join("ag");
+    zip.extract(ag.join("source")).unwrap();
+    for script in ["setup.sh", "run_autograder"] {
+        let check = Command::new("bash").arg("-n").arg(ag.join("source").join(script)).output();
+        let check = check.unwrap();
+        assert!(check.status.success(), "{script}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+    submission(&root, &ag.join("submission/alice-repo"), &[]);
+    let run = |ag: &Path| {
+        Command::new("bash")
+            .arg(ag.join("source/run_autograder"))
+            .env("AUTOGRADER_ROOT", ag)
+            .env("LABS", env!("CARGO_BIN_EXE_labs"))
+            .env("CARGO_TARGET_DIR", ag.join("source/tinykv/target"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("TINYKV_SEED")
+            .output()
+            .unwrap()
+    };
+    let out = run(&ag);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(ag.join("results/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["score"], 35.0, "{results:#}");
+    assert_eq!(results["tests"].as_array().map(Vec::len), Some(4));
+
+    // A submission that cannot be graded still gets a results.json that
+    // says why.
+    std::fs::remove_file(ag.join("submission/alice-repo/one/src/lib.rs")).unwrap();
+    let out = run(&ag);
+    assert!(!out.status.success());
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(ag.join("results/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["score"], 0.0, "{results:#}");
+    let why = results["output"].as_str().unwrap();
+    assert!(why.contains("one/src/lib.rs"), "{why}");
+}
