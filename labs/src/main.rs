@@ -246,15 +246,7 @@ fn run(cli: Cli) -> Result<u8> {
                     _ => None,
                 },
             };
-            if jobs == 0 {
-                return Err(Error::msg("--jobs must be at least 1"));
-            }
-            if seeds == Some(0) {
-                return Err(Error::msg("--seeds must be at least 1"));
-            }
-            if timeout == Some(0) {
-                return Err(Error::msg("--timeout must be at least 1"));
-            }
+            check_run_args(jobs, seeds, timeout)?;
             run_test(
                 &manifest,
                 &lab,
@@ -266,15 +258,7 @@ fn run(cli: Cli) -> Result<u8> {
             )
         }
         Cmd::Grade { stage, labs, submission, seed, seeds, format, out, jobs, timeout } => {
-            if jobs == 0 {
-                return Err(Error::msg("--jobs must be at least 1"));
-            }
-            if seeds == Some(0) {
-                return Err(Error::msg("--seeds must be at least 1"));
-            }
-            if timeout == Some(0) {
-                return Err(Error::msg("--timeout must be at least 1"));
-            }
+            check_run_args(jobs, seeds, timeout)?;
             let seed_list = seed_list(seed, seeds);
             let opts = grade::Options {
                 labs,
@@ -607,6 +591,20 @@ fn run_test(
         return Ok(1);
     }
     Ok(0)
+}
+
+/// `--jobs`, `--seeds` and `--timeout` must each be at least 1.
+fn check_run_args(jobs: usize, seeds: Option<u64>, timeout: Option<u64>) -> Result<()> {
+    if jobs == 0 {
+        return Err(Error::msg("--jobs must be at least 1"));
+    }
+    if seeds == Some(0) {
+        return Err(Error::msg("--seeds must be at least 1"));
+    }
+    if timeout == Some(0) {
+        return Err(Error::msg("--timeout must be at least 1"));
+    }
+    Ok(())
 }
 
 /// The seeds of `--seed S --seeds K`: S, S+1, ..., S+K-1 (S = 1 if not

@@ -2,22 +2,12 @@
 //! workspace with one package, built in its own target folder inside a
 //! temporary directory (no network, no dependency on the course crates).
 
+mod common;
+
 use std::path::Path;
+
+use common::{alive, lines, write};
 use std::process::{Command, Output};
-
-/// Joins lines; fixtures are built this way so that this file holds no
-/// marker lines itself (the tool scans its own sources).
-fn lines(ls: &[&str]) -> String {
-    let mut s = ls.join("\n");
-    s.push('\n');
-    s
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 const MANIFEST: &str = r#"
 [course]
@@ -143,24 +133,6 @@ fn labs(root: &Path, args: &[&str]) -> (i32, String) {
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
-}
-
-/// Whether process `pid` still runs (a zombie does not), allowing its
-/// SIGKILL a few seconds to land.
-fn alive(pid: &str) -> bool {
-    let running = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
-        })
-    };
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while running() {
-        if std::time::Instant::now() > until {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    false
 }
 
 #[test]

@@ -3,22 +3,13 @@
 //! stubs, tampered, broken, hanging, seed-dependent ones), and the four
 //! report formats.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{alive, lines, write};
 use serde_json::Value;
-
-fn lines(ls: &[&str]) -> String {
-    let mut s = ls.join("\n");
-    s.push('\n');
-    s
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 const MANIFEST: &str = r#"
 [course]
@@ -284,24 +275,6 @@ fn validate(schema: &Value, v: &Value, at: &str) -> Vec<String> {
 fn schema() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("grade-report.schema.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Whether process `pid` still runs (a zombie does not), allowing its
-/// SIGKILL a few seconds to land.
-fn alive(pid: &str) -> bool {
-    let running = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
-        })
-    };
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while running() {
-        if std::time::Instant::now() > until {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    false
 }
 
 #[test]
