@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::Path;
+use std::process::{Command, Output};
 
 use common::{alive, lines, write};
-use std::process::{Command, Output};
 
 const MANIFEST: &str = r#"
 [course]
