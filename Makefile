@@ -19,7 +19,7 @@ LAB_ARGS = $(if $(TEST),--test $(TEST)) $(if $(SEED),--seed $(SEED)) $(if $(SEED
 LAB_TARGETS = project1 project2 project2a project2aa project2ab project2ac project2b project2c \
               project3 project3a project3b project3c project4 project4a project4b project4c
 
-.PHONY: help run build cluster cluster-stop cluster-status test test-workspace handout verify grade docs fmt lint bench clean $(LAB_TARGETS)
+.PHONY: help run build cluster cluster-stop cluster-status test test-workspace handout verify grade mutants docs fmt lint bench clean $(LAB_TARGETS)
 
 help:
 	@echo "make run                 build and start tinykv-server --standalone on $(DATA) at $(ADDR)"
@@ -31,6 +31,8 @@ help:
 	@echo "make verify [STAGE=lab]  build the handout and check that every graded test fails on the stubs"
 	@echo "make grade [SUBMISSION=dir] [STAGE=lab] [FORMAT=table|json|junit|gradescope] [REPORT=file] [SEEDS=k]"
 	@echo "                         score labs: this tree, or a submission laid over the official one"
+	@echo "make mutants LAB=2aa [SAMPLE=n] [SEED=s] [FORMAT=table|json] [REPORT=file]"
+	@echo "                         mutation testing of a lab's solution regions against its graded tests"
 	@echo "make docs | fmt | lint | bench | clean"
 
 build:
@@ -81,6 +83,14 @@ grade:
 	$(LABS) grade $(if $(SUBMISSION),--submission $(SUBMISSION)) $(if $(STAGE),--stage $(STAGE)) \
 	  $(if $(FORMAT),--format $(FORMAT)) $(if $(REPORT),--out $(REPORT)) \
 	  $(if $(SEED),--seed $(SEED)) $(if $(SEEDS),--seeds $(SEEDS))
+
+SAMPLE ?=
+mutants:
+	@test -n "$(LAB)" || { echo "make mutants needs LAB=<lab id>, e.g. make mutants LAB=2aa SAMPLE=30"; exit 2; }
+	@command -v cargo-mutants >/dev/null 2>&1 || { echo "installing cargo-mutants 27.1.0 (once)"; \
+	  $(CARGO) install --locked cargo-mutants --version 27.1.0; }
+	$(LABS) mutants --lab $(LAB) $(if $(SAMPLE),--sample $(SAMPLE)) $(if $(SEED),--seed $(SEED)) \
+	  $(if $(FORMAT),--format $(FORMAT)) $(if $(REPORT),--out $(REPORT))
 
 docs:
 	$(CARGO) doc --workspace --no-deps

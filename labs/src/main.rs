@@ -12,6 +12,7 @@ mod grade;
 mod handout;
 mod manifest;
 mod markers;
+mod mutants;
 mod runner;
 mod verify;
 mod walk;
@@ -134,6 +135,44 @@ enum Cmd {
         out: PathBuf,
     },
 
+    /// Mutation testing of a lab's solution regions against its graded
+    /// tests: how many small mistakes (cargo-mutants' mutants on the lines
+    /// between `SOLUTION BEGIN lab LAB` and its stub or end) the suite
+    /// catches. Needs cargo-mutants (`cargo install --locked cargo-mutants`).
+    /// Runs in a mirror of the tree under target/mutants; exits 1 when a
+    /// mutant survives that is not in labs/equivalent-mutants.toml.
+    ///
+    /// Example: labs mutants --lab 2aa --sample 30 --seed 1
+    Mutants {
+        /// The lab whose solution regions are mutated.
+        #[arg(long, value_name = "LAB")]
+        lab: String,
+        /// Test only N mutants, picked reproducibly from --seed (an estimate
+        /// in minutes instead of the full run).
+        #[arg(long, value_name = "N")]
+        sample: Option<usize>,
+        /// The sampling seed.
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        /// Mutants tested at once; above 1, each job builds in its own copy
+        /// of the tree (a cold build each).
+        #[arg(long, short = 'j', value_name = "J", default_value_t = 1)]
+        jobs: usize,
+        /// Per-mutant test timeout in seconds (default: cargo-mutants'
+        /// own, from the unmutated run's time).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// Only list the mutants (and which are listed as equivalent).
+        #[arg(long)]
+        list: bool,
+        /// The report's format.
+        #[arg(long, value_enum, default_value_t = MutantsFormat::Table)]
+        format: MutantsFormat,
+        /// Write the report here instead of to standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+
     /// Make the student repository for a stage: solutions replaced by stubs,
     /// instructor material, later labs' suites and documents left out.
     ///
@@ -183,6 +222,15 @@ enum Format {
     Junit,
     /// Gradescope's results.json.
     Gradescope,
+}
+
+/// `labs mutants --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MutantsFormat {
+    /// Counts per file, then each survivor.
+    Table,
+    /// Everything, as JSON (for CI).
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -309,6 +357,29 @@ fn run(cli: Cli) -> Result<u8> {
                 summary.toolchain
             );
             Ok(0)
+        }
+        Cmd::Mutants { lab, sample, seed, jobs, timeout, list, format, out } => {
+            check_run_args(jobs, None, timeout)?;
+            if sample == Some(0) {
+                return Err(Error::msg("--sample must be at least 1"));
+            }
+            let report = mutants::run(
+                &manifest,
+                &mutants::Options { lab, sample, seed, jobs, timeout, list },
+            )?;
+            let text = match format {
+                MutantsFormat::Table => mutants::table(&report, list),
+                MutantsFormat::Json => mutants::json(&report),
+            };
+            match &out {
+                Some(path) => {
+                    std::fs::write(path, &text)
+                        .map_err(|e| Error::msg(format!("writing {}: {e}", path.display())))?;
+                    eprintln!("report written to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(if report.survivors.is_empty() { 0 } else { 1 })
         }
         Cmd::Handout { stage, out, keep_solutions, force } => {
             let started = Instant::now();

@@ -702,6 +702,65 @@ fn region_errors_reach_the_client_intact_1() {
     );
 }
 
+/// A storage that records the context of every call, then refuses it.
+#[derive(Debug, Default)]
+struct RecordingStorage(std::sync::Mutex<Vec<Context>>);
+
+impl RecordingStorage {
+    fn refuse(&self, ctx: &Context) -> tinykv_storage::Error {
+        self.0.lock().unwrap().push(ctx.clone());
+        tinykv_storage::Error::region(tinykv_storage::errorpb::Error {
+            message: "recorded".into(),
+            ..Default::default()
+        })
+    }
+}
+
+impl Storage for RecordingStorage {
+    fn write(&self, ctx: &Context, _: Vec<tinykv_storage::Modify>) -> tinykv_storage::Result<()> {
+        Err(self.refuse(ctx))
+    }
+
+    fn reader(
+        &self,
+        ctx: &Context,
+    ) -> tinykv_storage::Result<Box<dyn tinykv_storage::StorageReader>> {
+        Err(self.refuse(ctx))
+    }
+}
+
+#[test]
+fn the_request_context_reaches_the_storage_1() {
+    use tinykv_proto::metapb::{Peer, RegionEpoch};
+
+    // The replicated storage of lab 2b routes by the context (region,
+    // epoch, peer): a handler that drops it sends every request to the
+    // wrong place, even though the standalone storage ignores it.
+    let ctx = Context {
+        region_id: 7,
+        region_epoch: Some(RegionEpoch { conf_ver: 3, version: 5 }),
+        peer: Some(Peer { id: 9, store_id: 2 }),
+        ..Default::default()
+    };
+    let storage = Arc::new(RecordingStorage::default());
+    let server = Server::new(storage.clone());
+    server.raw_get(RawGetRequest { context: Some(ctx.clone()), ..get_req("default", b"k") });
+    server.raw_put(RawPutRequest { context: Some(ctx.clone()), ..put_req("default", b"k", b"v") });
+    server
+        .raw_delete(RawDeleteRequest { context: Some(ctx.clone()), ..delete_req("default", b"k") });
+    server.raw_scan(RawScanRequest { context: Some(ctx.clone()), ..scan_req("default", b"", 10) });
+    // Without a context, the storage gets the default one.
+    server.raw_get(get_req("default", b"k"));
+    let seen = storage.0.lock().unwrap().clone();
+    let want = vec![ctx.clone(), ctx.clone(), ctx.clone(), ctx, Context::default()];
+    assert!(
+        seen == want,
+        "raw_get, raw_put, raw_delete and raw_scan must hand the request's context to the \
+         storage unchanged (and Context::default() when the request has none).\n\
+         storage got: {seen:?}\nexpected:    {want:?}\nSee {DOC}, \"Step 2: the raw API\"."
+    );
+}
+
 #[test]
 fn raw_scan_stops_at_the_byte_budget_1() {
     use tinykv_server::limits::MAX_VALUE_SIZE_BYTES;
