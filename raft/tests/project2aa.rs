@@ -186,6 +186,76 @@ fn higher_term_message_makes_leader_follower_2aa() {
     );
 }
 
+/// Responses are answers to what a node asked *in the term it asked in*. A
+/// response of an older term answers an older election or an older
+/// leadership: a vote granted then says nothing about this election, and an
+/// append acknowledged then may be of an entry that was replaced since. It
+/// must be dropped, or a candidate wins with old votes (two leaders in one
+/// term) and a leader counts an entry as replicated where it is not.
+#[test]
+fn responses_from_an_older_term_are_ignored_2aa() {
+    // Node 1 of 3, log (1,1) (2,2), term 2: campaigns in term 3.
+    let candidate_of_term_3 = || {
+        let mut r = raft_with_log(1, ids(3), &[1, 2], 2);
+        hup(&mut r);
+        expect_eq(
+            (r.state, r.term),
+            (StateRole::Candidate, 3),
+            "node 1 of 3 in term 2 after MsgHup: (role, term)",
+            TIMEOUTS,
+        );
+        take_msgs(&mut r);
+        r
+    };
+    let mut r = candidate_of_term_3();
+    step(&mut r, vote_resp(2, 1, 2, false));
+    expect_eq(
+        (r.state, r.term),
+        (StateRole::Candidate, 3),
+        "candidate 1 of term 3 after a vote granted by 2 in term 2 (a vote of the previous \
+         election, delayed): (role, term); only votes of term 3 count",
+        ROLES,
+    );
+    step(&mut r, vote_resp(3, 1, 3, false));
+    expect_eq(
+        (r.state, r.term),
+        (StateRole::Leader, 3),
+        "then a vote granted by 3 in term 3 (with its own, 2 of 3): (role, term)",
+        VOTING,
+    );
+    take_msgs(&mut r);
+    // The leader of term 3 has its no-op at index 3; node 2 acknowledged
+    // an index 3 in term 2, when that index held another entry.
+    let last = r.raft_log.last_index();
+    expect_eq(
+        (last, r.raft_log.term(last).ok()),
+        (3, Some(3)),
+        "leader 1 of term 3: (last index, its term): the no-op",
+        HEARTBEATS,
+    );
+    let mut ack = msg(2, 1, MsgAppendResponse, 2);
+    ack.index = 3;
+    step(&mut r, ack.clone());
+    let what = format!("leader 1 of term 3 after {}", describe(&ack));
+    expect_eq((r.state, r.term), (StateRole::Leader, 3), format!("{what}: (role, term)"), ROLES);
+    expect_eq(
+        r.prs.get(&2).map(|pr| pr.matched),
+        Some(0),
+        format!(
+            "{what}: node 2's matched index; an acknowledgement of term 2 is not one of term 3's \
+             entries (TINYKV_SEED={})",
+            seed()
+        ),
+        ROLES,
+    );
+    expect_eq(
+        r.raft_log.committed,
+        0,
+        format!("{what}: committed (the no-op of term 3 is on node 1 alone)"),
+        ROLES,
+    );
+}
+
 // ----- heartbeats --------------------------------------------------------
 
 #[test]
@@ -592,6 +662,49 @@ fn one_vote_per_term_2aa() {
     expect_eq((c.state, c.vote), (StateRole::Candidate, 1), "that candidate: (role, vote)", VOTING);
 }
 
+/// A vote is for a whole term: becoming a follower again within the same
+/// term (a candidate that hears the term's leader, or that a majority
+/// refused) keeps it. A node that forgets it can vote a second time in
+/// that term, for another candidate.
+#[test]
+fn vote_survives_falling_back_to_follower_in_the_same_term_2aa() {
+    // (what, how candidate 1 of term 1, 5 nodes, falls back in term 1).
+    let cases: Vec<(&str, Vec<Message>)> = vec![
+        (
+            "refused by a majority (2, 3, 4)",
+            vec![vote_resp(2, 1, 1, true), vote_resp(3, 1, 1, true), vote_resp(4, 1, 1, true)],
+        ),
+        ("hearing a heartbeat of term 1 from 2", vec![heartbeat(2, 1, 1, 0)]),
+        ("hearing an append of term 1 from 2", vec![append(2, 1, 1, 0, 0, vec![], 0)]),
+    ];
+    for (how, msgs) in cases {
+        let mut r = candidate(1, 5);
+        for m in msgs {
+            step(&mut r, m);
+        }
+        take_msgs(&mut r);
+        let what = format!("candidate 1 of term 1 (5 nodes), {how}");
+        expect_eq(
+            (r.state, r.term, r.vote),
+            (StateRole::Follower, 1, 1),
+            format!("{what}: (role, term, vote); it voted for itself in term 1"),
+            VOTING,
+        );
+        step(&mut r, vote_req(5, 1, 1, 5, 5));
+        expect_eq(
+            vote_answer(&mut r, 5),
+            (5, 1, true),
+            format!(
+                "{what}, then an up-to-date vote request of term 1 from 5: (to, term, reject); \
+                 granting it would be a second vote in term 1 (TINYKV_SEED={})",
+                seed()
+            ),
+            VOTING,
+        );
+        expect_eq(r.vote, 1, format!("{what}, after refusing 5: vote"), VOTING);
+    }
+}
+
 #[test]
 fn vote_grant_resets_election_timer_2aa() {
     // A follower of term 1 with no leader and no vote.
@@ -674,6 +787,118 @@ fn heartbeat_resets_election_timer_2aa() {
         "that node after the timeout: (role, term)",
         TIMEOUTS,
     );
+}
+
+/// A node whose timer restarts on every message it receives never times
+/// out while a disruptive peer keeps talking to it, so a cluster without a
+/// leader stays without one. Only the current leader's messages and
+/// granting a vote restart it: each case below delivers one such "noise"
+/// message before every tick, and the node must still campaign on time.
+#[test]
+fn rejected_requests_and_stale_messages_do_not_reset_the_election_timer_2aa() {
+    const MISTAKES: &str = "Classic mistakes";
+    // (what, setup, the message delivered before every tick). Every setup
+    // leaves node 1 of `n` nodes in term 2, its timer just restarted.
+    let follower = || raft_with_log(1, ids(3), &[1, 1], 2);
+    let cases: Vec<(&str, Box<dyn Fn() -> R>, Message)> = vec![
+        (
+            "follower, a vote request of its term from a candidate whose log is behind (rejected)",
+            Box::new(follower),
+            vote_req(3, 1, 2, 1, 1),
+        ),
+        (
+            "follower that voted for 2, an up-to-date vote request of its term from 3 (rejected)",
+            Box::new(|| {
+                let mut r = raft_with_log(1, ids(3), &[1, 1], 2);
+                step(&mut r, vote_req(2, 1, 2, 1, 2));
+                expect_eq(
+                    vote_answer(&mut r, 2),
+                    (2, 2, false),
+                    "node 1 of term 2, request of term 2 from 2 with an equal log: (to, term, reject)",
+                    VOTING,
+                );
+                r
+            }),
+            vote_req(3, 1, 2, 1, 2),
+        ),
+        ("follower, a vote request of term 1 (stale)", Box::new(follower), vote_req(3, 1, 1, 1, 9)),
+        (
+            "follower, a heartbeat of term 1 (from a deposed leader)",
+            Box::new(follower),
+            heartbeat(3, 1, 1, 0),
+        ),
+        (
+            "follower, an append of term 1 (from a deposed leader)",
+            Box::new(follower),
+            append(3, 1, 1, 1, 2, vec![], 0),
+        ),
+        (
+            "follower, a stray MsgAppendResponse of its term",
+            Box::new(follower),
+            msg(3, 1, MsgAppendResponse, 2),
+        ),
+        (
+            "follower, a stray MsgHeartbeatResponse of its term",
+            Box::new(follower),
+            msg(3, 1, MsgHeartbeatResponse, 2),
+        ),
+        (
+            "follower, a stray MsgRequestVoteResponse of its term",
+            Box::new(follower),
+            vote_resp(3, 1, 2, false),
+        ),
+        (
+            "candidate of term 2 in 5 nodes, the same rejection from 2 again and again",
+            Box::new(|| {
+                let mut r = raft_with_log(1, ids(5), &[1, 1], 1);
+                hup(&mut r);
+                expect_eq(
+                    (r.state, r.term),
+                    (StateRole::Candidate, 2),
+                    "node 1 of 5 in term 1 after MsgHup: (role, term)",
+                    TIMEOUTS,
+                );
+                r
+            }),
+            vote_resp(2, 1, 2, true),
+        ),
+    ];
+    for (what, setup, noise) in cases {
+        let mut r = setup();
+        take_msgs(&mut r);
+        let (role, rt) = (r.state, r.randomized_election_timeout());
+        expect_eq(r.term, 2, format!("{what}: node 1's term before the noise"), ROLES);
+        let mut campaigned = None;
+        for t in 1..=2 * ET {
+            step(&mut r, noise.clone());
+            take_msgs(&mut r);
+            expect_eq(
+                (r.state, r.term),
+                (role, 2),
+                format!("{what}, tick {t}, after the message {}: (role, term)", describe(&noise)),
+                ROLES,
+            );
+            r.tick();
+            let out = take_msgs(&mut r);
+            if out.iter().any(|m| m.msg_type() == MsgRequestVote && m.term == 3) {
+                campaigned = Some(t);
+                break;
+            }
+        }
+        assert!(
+            campaigned.is_some(),
+            "{what}: node 1 (term 2, randomized election timeout {rt}) got {} before every tick \
+             and never campaigned in {} ticks (role {:?}, term {}): its election timer restarted \
+             on a message that was neither from the current leader nor a granted vote. \
+             (TINYKV_SEED={}) {}",
+            describe(&noise),
+            2 * ET,
+            r.state,
+            r.term,
+            seed(),
+            hint(MISTAKES)
+        );
+    }
 }
 
 #[test]

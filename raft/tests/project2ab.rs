@@ -19,6 +19,7 @@ const REPL: &str = "Log replication";
 const COMMIT: &str = "Commit rule";
 const CONFLICTS: &str = "Conflicts";
 const VOTING: &str = "Voting";
+const READY: &str = "Part C (2ac): the Ready contract";
 
 /// An empty entry at `index` of `term` (index first, unlike `harness::entry`).
 fn ent(index: u64, term: u64) -> Entry {
@@ -588,6 +589,85 @@ fn matching_append_does_not_truncate_2ab() {
         harness::describe(&resp),
         log_of(&f),
         hint(CONFLICTS)
+    );
+}
+
+/// The application persists the entries it was handed, then says so with
+/// `stable_to(last index, last term)`. If a newer leader replaced those
+/// entries in between (the application persists while the node keeps
+/// stepping messages), the acknowledgement is stale: the entries now in the
+/// log were never persisted, so they must stay unstable. Marking them
+/// stable anyway makes the log read the old entries back from storage.
+#[test]
+fn stable_to_ignores_entries_replaced_since_they_were_handed_out_2ab() {
+    let mut f = node_with(1, &[1, 2, 3], &[], 0, 0);
+    let store = f.raft_log.store.clone();
+    let what = "follower 1, append of (1,1) (2,1) (3,1) from leader 2 of term 1";
+    let resp = step_answer(
+        &mut f,
+        append_msg(2, 1, 1, (0, 0), 0, vec![ent(1, 1), ent(2, 1), ent(3, 1)]),
+        MessageType::MsgAppendResponse,
+        what,
+    );
+    assert!(!resp.reject, "{what}: must be accepted. {}", hint(CONFLICTS));
+    let handed = f.raft_log.unstable_entries().to_vec();
+    assert_eq!(
+        handed.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
+        vec![(1, 1), (2, 1), (3, 1)],
+        "{what}: the unstable entries (what the application is handed to persist). {}",
+        hint(CONFLICTS)
+    );
+    // The application writes them to storage ...
+    store.append(&handed).unwrap();
+    // ... while leader 3 of term 2 replaces entries 2 and 3.
+    let what = "then, before the application acknowledged them, an append after (1,1) of \
+                (2,2) (3,2) from leader 3 of term 2";
+    let resp = step_answer(
+        &mut f,
+        append_msg(3, 1, 2, (1, 1), 0, vec![ent(2, 2), ent(3, 2)]),
+        MessageType::MsgAppendResponse,
+        what,
+    );
+    assert!(!resp.reject, "{what}: prev (1,1) matches, must be accepted. {}", hint(CONFLICTS));
+    // The late acknowledgement of the first batch.
+    f.raft_log.stable_to(3, 1);
+    let what = format!(
+        "{what}, then stable_to(3, 1) (the application persisted the first batch, whose last \
+         entry was (3,1); the log's entry 3 is now (3,2))"
+    );
+    assert_eq!(
+        log_of(&f),
+        vec![(1, 1), (2, 2), (3, 2)],
+        "{what}: the log must still hold leader 3's entries; marking them stable reads the \
+         replaced ones back from storage. stable_to must check the term at the index. {}",
+        hint(READY)
+    );
+    let unstable: Vec<(u64, u64)> =
+        f.raft_log.unstable_entries().iter().map(|e| (e.index, e.term)).collect();
+    assert!(
+        f.raft_log.stabled <= 1 && unstable.ends_with(&[(2, 2), (3, 2)]),
+        "{what}: (2,2) and (3,2) were never persisted, so they must stay unstable (stabled <= 1); \
+         got stabled {} and unstable {unstable:?}. {}",
+        f.raft_log.stabled,
+        hint(READY)
+    );
+    // The application persists the new entries and acknowledges them.
+    store.append(f.raft_log.unstable_entries()).unwrap();
+    f.raft_log.stable_to(3, 2);
+    let what = "then the application persisted the unstable entries and called stable_to(3, 2)";
+    assert!(
+        f.raft_log.stabled == 3 && f.raft_log.unstable_entries().is_empty(),
+        "{what}: everything is persisted: expected stabled 3 and no unstable entries, got \
+         stabled {} and {} unstable. {}",
+        f.raft_log.stabled,
+        f.raft_log.unstable_entries().len(),
+        hint(READY)
+    );
+    assert_eq!(
+        log_of(&f),
+        vec![(1, 1), (2, 2), (3, 2)],
+        "{what}: the log, now read from storage. {}",
+        hint(READY)
     );
 }
 

@@ -9,7 +9,7 @@
 mod harness;
 
 use raft::eraftpb::{Entry, HardState, MessageType};
-use raft::{Config, MemoryStorage, RawNode, Ready, StateRole};
+use raft::{Config, MemoryStorage, RawNode, Ready, StateRole, Storage};
 
 const SECTION: &str = "See docs/src/lab2a-raft.md, \"Part C (2ac): the Ready contract\".";
 
@@ -311,6 +311,81 @@ fn heartbeat_tick_gives_a_ready_with_only_messages_2ac() {
         "a heartbeat changes no entries and no hard state. {SECTION}"
     );
     node.advance(rd);
+}
+
+/// The application persists a `Ready` while the node keeps stepping
+/// messages. A newer leader may replace the entries of that `Ready` before
+/// `advance`: advance must then leave the new entries unstable (they are
+/// not in storage yet), so the next `Ready` hands them out. Marking
+/// everything stable up to the old last index instead loses them: storage
+/// keeps the replaced entries, and the node reads those back.
+#[test]
+fn advance_keeps_entries_replaced_after_the_ready_unstable_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1, 2, 3]);
+    let mut node = RawNode::new(&config(1, vec![1, 2, 3]), storage.clone()).expect("RawNode::new");
+    let append = |from: u64, term: u64, prev: (u64, u64), entries: Vec<Entry>| {
+        let mut m = raft::new_message(1, MessageType::MsgAppend);
+        (m.from, m.term, m.index, m.log_term, m.entries) = (from, term, prev.0, prev.1, entries);
+        m
+    };
+    let first = vec![entry(1, 1, b"a"), entry(1, 2, b"b"), entry(1, 3, b"c")];
+    node.step(append(2, 1, (0, 0), first)).expect("step leader 2's append");
+    let rd = node.ready();
+    assert_eq!(
+        data_of(&rd.entries),
+        vec![(1, b"a".to_vec()), (2, b"b".to_vec()), (3, b"c".to_vec())],
+        "follower 1 after an append of (1,1) (2,1) (3,1) from leader 2 of term 1: Ready.entries. {SECTION}"
+    );
+    // While the application persists `rd`, leader 3 of term 2 replaces 2 and 3.
+    let second = vec![entry(2, 2, b"x"), entry(2, 3, b"y")];
+    node.step(append(3, 2, (1, 1), second)).expect("step leader 3's append");
+    persist(&storage, &rd);
+    node.advance(rd);
+    let what = "follower 1 took a Ready of (1,1) (2,1) (3,1); before its advance, leader 3 of \
+                term 2 replaced entries 2 and 3 with (2,2) (3,2)";
+    let log = &node.raft().raft_log;
+    let terms: Vec<Option<u64>> = (1..=3).map(|i| log.term(i).ok()).collect();
+    assert_eq!(
+        terms,
+        vec![Some(1), Some(2), Some(2)],
+        "{what}; after advance, the terms of entries 1..=3 in the node's log (the Ready's \
+         entries are stable only if the entry at its last index still has the Ready's term). {SECTION}"
+    );
+    assert!(
+        node.has_ready(),
+        "{what}; after advance, the new entries still wait to be persisted: has_ready() must be \
+         true (stabled {}, {} unstable). {SECTION}",
+        log.stabled,
+        log.unstable_entries().len()
+    );
+    let rd = node.ready();
+    let handed: Vec<(u64, u64)> = rd.entries.iter().map(|e| (e.index, e.term)).collect();
+    assert!(
+        handed.ends_with(&[(2, 2), (3, 2)]),
+        "{what}; the next Ready.entries must hand out (2,2) (3,2) to persist, got {handed:?}. {SECTION}"
+    );
+    persist(&storage, &rd);
+    node.advance(rd);
+    drain(&mut node, &storage);
+    let stored: Vec<(u64, u64, Vec<u8>)> = storage
+        .entries(1, 4, None)
+        .expect("entries 1..=3 in storage")
+        .into_iter()
+        .map(|e| (e.index, e.term, e.data))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![(1, 1, b"a".to_vec()), (2, 2, b"x".to_vec()), (3, 2, b"y".to_vec())],
+        "{what}; once every Ready is handled, storage must hold leader 3's log. {SECTION}"
+    );
+    let log = &node.raft().raft_log;
+    assert!(
+        log.stabled == 3 && log.unstable_entries().is_empty(),
+        "{what}; at the end everything is stable: expected stabled 3 and nothing unstable, got \
+         stabled {} and {} unstable. {SECTION}",
+        log.stabled,
+        log.unstable_entries().len()
+    );
 }
 
 // ----- property tests ---------------------------------------------------------

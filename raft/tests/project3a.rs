@@ -128,11 +128,19 @@ fn single_rawnode() -> (RawNode<MemoryStorage>, MemoryStorage) {
     (node, store)
 }
 
+/// `Ready`/`advance` rounds [`drain`] allows before it gives up: with
+/// nothing new stepped in, a node needs one or two.
+const MAX_READY_ROUNDS: usize = 10;
+
 /// Handles every `Ready` by the contract (no peers to send to) and returns
-/// the committed entries, in order; conf changes are applied.
+/// the committed entries, in order; conf changes are applied. Panics if the
+/// node still has a `Ready` after [`MAX_READY_ROUNDS`] rounds.
 fn drain(node: &mut RawNode<MemoryStorage>, store: &MemoryStorage) -> Vec<Entry> {
     let mut committed = Vec::new();
-    while node.has_ready() {
+    for _ in 0..MAX_READY_ROUNDS {
+        if !node.has_ready() {
+            return committed;
+        }
         let rd = node.ready();
         persist(store, &rd);
         for e in &rd.committed_entries {
@@ -144,6 +152,23 @@ fn drain(node: &mut RawNode<MemoryStorage>, store: &MemoryStorage) -> Vec<Entry>
         }
         committed.extend(rd.committed_entries.iter().cloned());
         node.advance(rd);
+    }
+    if node.has_ready() {
+        let rd = node.ready();
+        let span = |ents: &[Entry]| ents.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>();
+        panic!(
+            "node {} still has a Ready after {MAX_READY_ROUNDS} Ready/advance rounds with nothing \
+             new stepped in: entries (index, term) {:?}, committed entries {:?}, hard state {:?}, \
+             {} messages. advance must mark the Ready's entries stable and its committed entries \
+             applied. {} {}",
+            node.raft.id,
+            span(&rd.entries),
+            span(&rd.committed_entries),
+            rd.hard_state,
+            rd.messages.len(),
+            harness::hint("Part C (2ac): the Ready contract"),
+            harness::ctx(harness::seed())
+        );
     }
     committed
 }

@@ -5,6 +5,10 @@
 //! `MemoryStorage`, send, apply, advance) and delivers messages until the
 //! cluster is quiet. Links can be cut (isolate a node) and, for the seeded
 //! random test, messages dropped and reordered.
+//!
+//! The last section tests the graded suites' harness itself (its budgets:
+//! a stuck run fails fast and says what did not happen); it lives here
+//! because it needs the reference solution, and this file is not handed out.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -13,6 +17,9 @@ use raft::eraftpb::{
     ConfChange, ConfChangeType, Entry, EntryType, HardState, Message, MessageType, Snapshot,
 };
 use raft::{Config, Error, MemoryStorage, Raft, RawNode, Rng, StateRole, Storage};
+
+/// The graded suites' harness, for its own tests at the end of this file.
+mod harness;
 
 /// What a node applied: index -> (term, data).
 type Applied = BTreeMap<u64, (u64, Vec<u8>)>;
@@ -962,4 +969,91 @@ fn random_networks_keep_raft_safety() {
 fn same_seed_same_run() {
     assert_eq!(random_run(7), random_run(7), "a run depends on its seed only");
     assert_ne!(random_run(7).0, random_run(8).0);
+}
+
+// ----- the graded harness's budgets --------------------------------------------
+
+/// Runs the harness's property test with `sabotage` and returns its panic
+/// message (it must panic).
+fn sabotaged_run_message(
+    lab: &str,
+    features: harness::chaos::Features,
+    sabotage: harness::chaos::Sabotage,
+) -> String {
+    let test = format!("sabotaged_{lab}");
+    let run = std::panic::catch_unwind(|| {
+        harness::chaos::check_seeds_sabotaged(&test, lab, features, sabotage)
+    });
+    let payload = run.expect_err("a sabotaged run must fail");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .expect("the failure carries a message")
+}
+
+/// The seed the harness runs first (`TINYKV_SEED`, else 1).
+fn first_seed() -> u64 {
+    std::env::var("TINYKV_SEED").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1)
+}
+
+fn expect_contains(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "expected {part:?} in the failure message:\n{message}");
+    }
+}
+
+/// A cluster that never hears a message elects no leader: the run stops at
+/// the end of its heal budget (tick 300 + 300, not when the runner's
+/// timeout kills it) and says what did not happen, with the seed and the
+/// replay commands.
+#[test]
+fn harness_stuck_cluster_fails_fast_naming_what_did_not_happen() {
+    use harness::chaos::{Features, HEAL_TICKS, Sabotage};
+    let seed = first_seed();
+    for (lab, f) in [
+        ("2aa", Features::default()),
+        (
+            "2ac",
+            Features { raw_node: true, proposals: true, restarts: true, ..Features::default() },
+        ),
+    ] {
+        let m = sabotaged_run_message(lab, f, Sabotage::DropEverything);
+        expect_contains(
+            &m,
+            &[
+                &format!("sabotaged_{lab}: seed {seed} of "),
+                &format!("(TINYKV_SEED={seed})"),
+                "liveness violated at tick 600 (a sabotaged run: DropEverything)",
+                &format!("no leader elected within {HEAL_TICKS} ticks of the heal at tick 300"),
+                "last steps:",
+                &format!(
+                    "TINYKV_SEED={seed} cargo test -p raft --test project{lab} sabotaged_{lab}"
+                ),
+                &format!("make project{lab} TEST=sabotaged_{lab} SEED={seed}"),
+            ],
+        );
+    }
+}
+
+/// A node whose `advance` does not mark the `Ready`'s entries stable has a
+/// `Ready` forever: the harness stops after `MAX_READY_ROUNDS` rounds
+/// instead of looping, and names the entries handed out again.
+#[test]
+fn harness_ready_that_never_empties_fails_fast() {
+    use harness::chaos::{Features, MAX_READY_ROUNDS, Sabotage};
+    let seed = first_seed();
+    let f = Features { raw_node: true, proposals: true, ..Features::default() };
+    let m = sabotaged_run_message("2ac", f, Sabotage::AdvanceWithoutEntries);
+    expect_contains(
+        &m,
+        &[
+            &format!("sabotaged_2ac: seed {seed} of "),
+            "Ready/advance makes progress violated at tick ",
+            " (a sabotaged run: AdvanceWithoutEntries): node ",
+            &format!("still has a Ready after {MAX_READY_ROUNDS} Ready/advance rounds"),
+            "again (not marked stable on advance?)",
+            &format!("TINYKV_SEED={seed} cargo test -p raft --test project2ac sabotaged_2ac"),
+        ],
+    );
 }

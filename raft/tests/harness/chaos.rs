@@ -30,6 +30,20 @@
 //! [`SEEDS`] seeds. A failure names the seed, the property, what happened
 //! in the last steps, and the replay command. `CHAOS_TRACE=1` also prints
 //! every step of the run as it happens.
+//!
+//! # Budgets
+//!
+//! A run never waits for something that may not happen: everything it
+//! waits for has a budget counted in steps (never the wall clock), and
+//! running out of it is a failure that names what did not happen, so a
+//! buggy node fails in well under a second instead of hanging until the
+//! runner kills the test:
+//! - [`MAX_READY_ROUNDS`] `Ready`/`advance` rounds after one step: a node
+//!   whose `advance` does not record what its `Ready` handed out (entries
+//!   stable, committed entries applied) has a `Ready` forever;
+//! - [`MAX_DELIVERIES_PER_TICK`] deliveries in one tick: a message storm;
+//! - [`HEAL_TICKS`] ticks after the heal to elect a leader, then to apply
+//!   the last proposal everywhere (the message says which did not happen).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -48,14 +62,34 @@ pub const SEEDS: u64 = 200;
 const CHAOS_TICKS: u64 = 300;
 /// Ticks the cluster gets, once healed, to elect a leader and apply the
 /// last proposal everywhere.
-const HEAL_TICKS: u64 = 300;
+pub const HEAL_TICKS: u64 = 300;
 /// Where the log of a cluster with membership changes starts (after a
 /// bootstrap snapshot).
 const BOOTSTRAP_INDEX: u64 = 5;
 /// A node's election timeout, in ticks.
 const ELECTION_TICK: usize = 10;
 /// Deliveries within one tick beyond which the network is said to storm.
-const MAX_DELIVERIES_PER_TICK: usize = 20_000;
+pub const MAX_DELIVERIES_PER_TICK: usize = 20_000;
+/// `Ready`/`advance` rounds a node may need after one step (a tick, a
+/// message, a proposal) before it has nothing left to report. The
+/// reference needs at most 2 (a `Ready` with a snapshot, then one with the
+/// committed entries after it); more means `advance` forgets something.
+pub const MAX_READY_ROUNDS: usize = 10;
+
+/// A deliberate break of the run, for the harness's own tests: they check
+/// that a stuck run fails fast and says why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sabotage {
+    /// An honest run.
+    #[default]
+    None,
+    /// Every message is lost, healed or not: no leader can be elected.
+    DropEverything,
+    /// The application hands `advance` its `Ready` without the entries, as
+    /// if `advance` skipped marking them stable: the node's `Ready` never
+    /// empties.
+    AdvanceWithoutEntries,
+}
 
 /// What a run does besides electing leaders. Each lab turns on what it
 /// builds; the earlier labs' features stay on.
@@ -109,6 +143,16 @@ impl Stats {
 /// totals. Panics, naming the seed and the replay command, on the first
 /// seed that breaks a property (or panics inside raft).
 pub fn check_seeds(test: &str, lab: &str, features: Features) -> Stats {
+    check_seeds_sabotaged(test, lab, features, Sabotage::None)
+}
+
+/// [`check_seeds`] with a deliberate break (the harness's own tests).
+pub fn check_seeds_sabotaged(
+    test: &str,
+    lab: &str,
+    features: Features,
+    sabotage: Sabotage,
+) -> Stats {
     let seeds: Vec<u64> = match std::env::var("TINYKV_SEED") {
         Ok(s) => {
             vec![s.trim().parse().unwrap_or_else(|_| panic!("TINYKV_SEED={s:?} is not a u64"))]
@@ -117,7 +161,7 @@ pub fn check_seeds(test: &str, lab: &str, features: Features) -> Stats {
     };
     let mut total = Stats::default();
     for &seed in &seeds {
-        let run = catch_unwind(AssertUnwindSafe(|| Sim::new(seed, features).run()));
+        let run = catch_unwind(AssertUnwindSafe(|| Sim::new(seed, features, sabotage).run()));
         match run {
             Ok(stats) => total.add(&stats),
             Err(payload) => {
@@ -143,7 +187,7 @@ pub fn check_seeds(test: &str, lab: &str, features: Features) -> Stats {
 /// Runs one seed and returns its stats (with the run's digest); panics as
 /// [`check_seeds`] does.
 pub fn run_one(seed: u64, features: Features) -> Stats {
-    Sim::new(seed, features).run()
+    Sim::new(seed, features, Sabotage::None).run()
 }
 
 // ----- the state machine ------------------------------------------------------
@@ -172,6 +216,71 @@ fn decode_state(data: &[u8]) -> Applied {
 }
 
 // ----- nodes ------------------------------------------------------------------
+
+/// What a `Ready` held, to say what a node keeps handing out again.
+#[derive(Debug, Clone, PartialEq)]
+struct ReadyDigest {
+    /// (index, term) of `entries`.
+    entries: Vec<(u64, u64)>,
+    /// The indexes of `committed_entries`.
+    committed: Vec<u64>,
+    hard_state: Option<HardState>,
+    soft_state: bool,
+    snapshot_index: u64,
+    messages: usize,
+}
+
+impl ReadyDigest {
+    fn of(rd: &raft::Ready) -> ReadyDigest {
+        ReadyDigest {
+            entries: rd.entries.iter().map(|e| (e.index, e.term)).collect(),
+            committed: rd.committed_entries.iter().map(|e| e.index).collect(),
+            hard_state: rd.hard_state,
+            soft_state: rd.soft_state.is_some(),
+            snapshot_index: rd.snapshot.metadata.as_ref().map_or(0, |m| m.index),
+            messages: rd.messages.len(),
+        }
+    }
+
+    /// What `self`, a `Ready` taken after `prev` was advanced, hands out
+    /// again.
+    fn repeats(&self, prev: &ReadyDigest) -> String {
+        let mut again = Vec::new();
+        let span = |v: &[(u64, u64)]| match (v.first(), v.last()) {
+            (Some(a), Some(b)) if a == b => format!("({}, term {})", a.0, a.1),
+            (Some(a), Some(b)) => format!("({}, term {})..=({}, term {})", a.0, a.1, b.0, b.1),
+            _ => String::new(),
+        };
+        if !self.entries.is_empty() && self.entries.first() == prev.entries.first() {
+            again.push(format!(
+                "the entries {} again (not marked stable on advance?)",
+                span(&self.entries)
+            ));
+        }
+        if !self.committed.is_empty() && self.committed.first() == prev.committed.first() {
+            again.push(format!(
+                "the committed entries {}..={} again (not marked applied on advance?)",
+                self.committed[0],
+                self.committed[self.committed.len() - 1]
+            ));
+        }
+        if let Some(hs) = self.hard_state
+            && self.hard_state == prev.hard_state
+        {
+            again.push(format!("the hard state {hs:?} again"));
+        }
+        if self.snapshot_index > 0 && self.snapshot_index == prev.snapshot_index {
+            again.push(format!("the snapshot at index {} again", self.snapshot_index));
+        }
+        if self.soft_state && prev.soft_state {
+            again.push("a soft state again".to_string());
+        }
+        if again.is_empty() {
+            again.push(format!("a Ready of {self:?} after one of {prev:?}"));
+        }
+        format!("its Ready holds {}", again.join(", "))
+    }
+}
 
 enum Driver {
     Bare(Box<Raft<MemoryStorage>>),
@@ -227,6 +336,7 @@ enum Partition {
 struct Sim {
     seed: u64,
     f: Features,
+    sabotage: Sabotage,
     rng: Rng,
     now: u64,
     nodes: BTreeMap<u64, Node>,
@@ -259,13 +369,14 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64, f: Features) -> Sim {
+    fn new(seed: u64, f: Features, sabotage: Sabotage) -> Sim {
         assert!(!f.restarts || f.raw_node, "harness: restarts need RawNode");
         let mut rng = Rng::new(seed, 0xC4A05);
         let n = if rng.range(0, 2) == 0 { 3 } else { 5 };
         let mut sim = Sim {
             seed,
             f,
+            sabotage,
             rng,
             now: 0,
             nodes: BTreeMap::new(),
@@ -393,8 +504,12 @@ impl Sim {
     }
 
     fn fail(&self, property: &str, what: String) -> ! {
+        let sabotage = match self.sabotage {
+            Sabotage::None => String::new(),
+            s => format!(" (a sabotaged run: {s:?})"),
+        };
         panic!(
-            "{property} violated at tick {}: {what}\nnodes:{}\nlast steps:\n  {}",
+            "{property} violated at tick {}{sabotage}: {what}\nnodes:{}\nlast steps:\n  {}",
             self.now,
             self.summary(),
             self.recent.join("\n  ")
@@ -415,7 +530,7 @@ impl Sim {
         match self.driver(id) {
             None => return,
             Some(Driver::Bare(r)) => out = std::mem::take(&mut r.msgs),
-            Some(Driver::Raw(_)) => while self.handle_ready(id, &mut out, &mut conf_changes) {},
+            Some(Driver::Raw(_)) => self.handle_readies(id, &mut out, &mut conf_changes),
         }
         if let Some(Driver::Bare(_)) = self.driver(id)
             && self.f.proposals
@@ -440,14 +555,47 @@ impl Sim {
         }
     }
 
-    /// Handles one `Ready` of a `RawNode` as its contract says; false if
-    /// there was none.
-    fn handle_ready(&mut self, id: u64, out: &mut Vec<Message>, ccs: &mut Vec<ConfChange>) -> bool {
-        let Some(Driver::Raw(node)) = self.driver(id) else { return false };
-        if !node.has_ready() {
-            return false;
+    /// Handles node `id`'s `Ready`s until it has none, within
+    /// [`MAX_READY_ROUNDS`] rounds.
+    fn handle_readies(&mut self, id: u64, out: &mut Vec<Message>, ccs: &mut Vec<ConfChange>) {
+        let mut last: Option<ReadyDigest> = None;
+        for _ in 0..MAX_READY_ROUNDS {
+            let Some(digest) = self.handle_ready(id, out, ccs) else { return };
+            last = Some(digest);
         }
-        let rd = node.ready();
+        let Some(Driver::Raw(node)) = self.driver(id) else { return };
+        if !node.has_ready() {
+            return;
+        }
+        let again = ReadyDigest::of(&node.ready());
+        let last = last.expect("MAX_READY_ROUNDS > 0");
+        self.fail(
+            "Ready/advance makes progress",
+            format!(
+                "node {id} still has a Ready after {MAX_READY_ROUNDS} Ready/advance rounds with \
+                 nothing new stepped in: {}. {}",
+                again.repeats(&last),
+                "advance must record what the Ready handed out (entries persisted up to the last \
+                 one, committed entries applied up to the last one, the hard state, the \
+                 snapshot); see docs/src/lab2a-raft.md, \"Part C (2ac): the Ready contract\""
+            ),
+        );
+    }
+
+    /// Handles one `Ready` of a `RawNode` as its contract says; what it
+    /// held, or None if there was none.
+    fn handle_ready(
+        &mut self,
+        id: u64,
+        out: &mut Vec<Message>,
+        ccs: &mut Vec<ConfChange>,
+    ) -> Option<ReadyDigest> {
+        let Some(Driver::Raw(node)) = self.driver(id) else { return None };
+        if !node.has_ready() {
+            return None;
+        }
+        let mut rd = node.ready();
+        let digest = ReadyDigest::of(&rd);
         if let Some(hs) = rd.hard_state {
             self.check_hard_state(id, hs);
             self.nodes[&id].store.set_hard_state(hs);
@@ -467,9 +615,12 @@ impl Sim {
                 ccs.push(cc);
             }
         }
+        if self.sabotage == Sabotage::AdvanceWithoutEntries {
+            rd.entries.clear();
+        }
         let Some(Driver::Raw(node)) = self.driver(id) else { unreachable!() };
         node.advance(rd);
-        true
+        Some(digest)
     }
 
     /// Applies a bare node's newly committed entries.
@@ -566,6 +717,12 @@ impl Sim {
     // ----- the network -----
 
     fn send(&mut self, m: Message) {
+        // Without proposals (lab 2aa) the leader's side of replication
+        // (lab 2ab's `handle_append_response`) is left out, as in the
+        // election tests: a student who has done 2aa alone passes 2aa.
+        if !self.f.proposals && m.msg_type() == MessageType::MsgAppendResponse {
+            return;
+        }
         if m.msg_type() == MessageType::MsgRequestVoteResponse && !m.reject {
             let granted = *self.votes.entry((m.from, m.term)).or_insert(m.to);
             if granted != m.to {
@@ -611,7 +768,8 @@ impl Sim {
                     format!("over {MAX_DELIVERIES_PER_TICK} deliveries in one tick"),
                 );
             }
-            let lost = self.rng.range(0, 100) < self.drop_percent;
+            let lost = self.rng.range(0, 100) < self.drop_percent
+                || self.sabotage == Sabotage::DropEverything;
             if lost || !self.link_up(m.from, m.to) {
                 continue;
             }
@@ -1054,14 +1212,18 @@ impl Sim {
             }
         }
         let last = format!("s{}-last", self.seed).into_bytes();
+        let has_last = |n: &Node| n.state.values().any(|(_, d)| *d == last);
+        // The first leader seen after the heal: (id, term, tick).
+        let mut first_leader: Option<(u64, u64, u64)> = None;
         for _ in 0..HEAL_TICKS {
             self.tick();
             let Some(l) = self.leader() else { continue };
+            let term = self.nodes[&l].raft().unwrap().term;
+            first_leader.get_or_insert((l, term, self.now));
             let members: Vec<u64> = self.nodes[&l].raft().unwrap().prs.keys().copied().collect();
             let done = members.iter().all(|m| {
                 self.nodes.get(m).is_some_and(|n| {
-                    n.state.values().any(|(_, d)| *d == last)
-                        || (!self.f.proposals && n.raft().is_some_and(|r| r.lead == l))
+                    has_last(n) || (!self.f.proposals && n.raft().is_some_and(|r| r.lead == l))
                 })
             });
             if done {
@@ -1069,20 +1231,60 @@ impl Sim {
                 self.stats.digest = self.digest;
                 return self.stats;
             }
-            if self.f.proposals
-                && !self.nodes[&l].state.values().any(|(_, d)| *d == last)
-                && self.now.is_multiple_of(5)
-            {
+            if self.f.proposals && !has_last(&self.nodes[&l]) && self.now.is_multiple_of(5) {
                 self.propose(l, last.clone());
             }
         }
-        let what = if self.f.proposals {
+        let what = self.liveness_failure(first_leader, &last);
+        self.fail("liveness", what)
+    }
+
+    /// What did not happen within [`HEAL_TICKS`] ticks of the heal: no
+    /// leader at all, or a leader whose members did not all apply (or, with
+    /// no proposals, follow it).
+    fn liveness_failure(&self, first_leader: Option<(u64, u64, u64)>, last: &[u8]) -> String {
+        let heal = self.now - HEAL_TICKS;
+        let Some((first, first_term, at)) = first_leader else {
+            return format!(
+                "no leader elected within {HEAL_TICKS} ticks of the heal at tick {heal} (every \
+                 node restarted, no partition, no drops)"
+            );
+        };
+        let Some(l) = self.leader() else {
+            return format!(
+                "node {first} was elected leader of term {first_term} at tick {at}, but at tick {} \
+                 (the end of the {HEAL_TICKS} ticks after the heal) no node leads",
+                self.now
+            );
+        };
+        let r = self.nodes[&l].raft().unwrap();
+        let behind: Vec<u64> = r
+            .prs
+            .keys()
+            .copied()
+            .filter(|m| {
+                self.nodes.get(m).is_none_or(|n| {
+                    if self.f.proposals {
+                        !n.state.values().any(|(_, d)| d == last)
+                    } else {
+                        n.raft().is_none_or(|p| p.lead != l)
+                    }
+                })
+            })
+            .collect();
+        let lacks = if self.f.proposals {
             format!(
-                "{HEAL_TICKS} ticks after the heal, not every member has applied the last proposal"
+                "members {behind:?} have not applied the last proposal {:?} (proposed to the \
+                 leader every 5 ticks until it has applied it)",
+                String::from_utf8_lossy(last)
             )
         } else {
-            format!("{HEAL_TICKS} ticks after the heal, the nodes do not all follow one leader")
+            format!("members {behind:?} do not follow it")
         };
-        self.fail("liveness", what)
+        format!(
+            "{HEAL_TICKS} ticks after the heal at tick {heal}, node {l} leads term {} (the first \
+             leader after the heal was node {first} of term {first_term}, at tick {at}), but {lacks}",
+            r.term
+        )
     }
 }
