@@ -708,7 +708,7 @@ struct RecordingStorage(std::sync::Mutex<Vec<Context>>);
 
 impl RecordingStorage {
     fn refuse(&self, ctx: &Context) -> tinykv_storage::Error {
-        self.0.lock().unwrap().push(ctx.clone());
+        self.0.lock().unwrap().push(*ctx);
         tinykv_storage::Error::region(tinykv_storage::errorpb::Error {
             message: "recorded".into(),
             ..Default::default()
@@ -744,15 +744,14 @@ fn the_request_context_reaches_the_storage_1() {
     };
     let storage = Arc::new(RecordingStorage::default());
     let server = Server::new(storage.clone());
-    server.raw_get(RawGetRequest { context: Some(ctx.clone()), ..get_req("default", b"k") });
-    server.raw_put(RawPutRequest { context: Some(ctx.clone()), ..put_req("default", b"k", b"v") });
-    server
-        .raw_delete(RawDeleteRequest { context: Some(ctx.clone()), ..delete_req("default", b"k") });
-    server.raw_scan(RawScanRequest { context: Some(ctx.clone()), ..scan_req("default", b"", 10) });
+    server.raw_get(RawGetRequest { context: Some(ctx), ..get_req("default", b"k") });
+    server.raw_put(RawPutRequest { context: Some(ctx), ..put_req("default", b"k", b"v") });
+    server.raw_delete(RawDeleteRequest { context: Some(ctx), ..delete_req("default", b"k") });
+    server.raw_scan(RawScanRequest { context: Some(ctx), ..scan_req("default", b"", 10) });
     // Without a context, the storage gets the default one.
     server.raw_get(get_req("default", b"k"));
     let seen = storage.0.lock().unwrap().clone();
-    let want = vec![ctx.clone(), ctx.clone(), ctx.clone(), ctx, Context::default()];
+    let want = vec![ctx, ctx, ctx, ctx, Context::default()];
     assert!(
         seen == want,
         "raw_get, raw_put, raw_delete and raw_scan must hand the request's context to the \
