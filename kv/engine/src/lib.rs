@@ -9,6 +9,11 @@
 //!   that [`MemoryDisk::crash`] loses exactly the writes that were never
 //!   synced. Used by the deterministic simulator.
 //!
+//! Files a store keeps outside its engines (snapshot files) go through the
+//! same seam: the [`fs`] module's [`FileSystem`] trait, with [`RealFs`]
+//! (`std::fs`) and [`MemoryFs`] (in memory, losing unsynced bytes and
+//! directory changes in a crash, or tearing files).
+//!
 //! # Column families
 //!
 //! Data lives in four column families ([`Cf`]): `default`, `lock` and `write`
@@ -51,6 +56,7 @@
 mod cf;
 mod error;
 mod fjall_engine;
+pub mod fs;
 pub mod keys;
 mod limits;
 mod memory;
@@ -59,6 +65,7 @@ mod write_batch;
 pub use cf::Cf;
 pub use error::{Error, Result};
 pub use fjall_engine::{FjallConfig, FjallEngine};
+pub use fs::{FileSystem, MemoryFs, RealFs};
 pub use limits::MAX_KEY_LEN;
 pub use memory::{MemoryDisk, MemoryDiskStats, MemoryEngine};
 pub use write_batch::{WriteBatch, WriteOp};

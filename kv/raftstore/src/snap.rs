@@ -62,8 +62,21 @@
 //! file goes first (and the directory is fsynced), then the CF files, so a
 //! crash during a delete never leaves a complete-looking partial snapshot.
 //! On top of that, the CRCs catch anything the disk or the network garbled:
-//! a receiver checks them before its files become visible, and
-//! [`SnapManager::open_apply`] checks them again before yielding a record.
+//! a receiver checks them before its files become visible,
+//! [`SnapManager::open_apply`] checks them again before yielding a record,
+//! and files already on disk are checked before they are reused (a
+//! generated snapshot is built again rather than handed out with a bad
+//! file; a received copy with a bad file does not make a new transfer of
+//! it a duplicate).
+//!
+//! # The file system
+//!
+//! All file I/O goes through a [`FileSystem`]: [`SnapManager::open`] uses
+//! the real one ([`RealFs`]), [`SnapManager::open_on`] any, such as the
+//! simulator's [`MemoryFs`](tinykv_engine::MemoryFs), which loses what was
+//! not synced in a crash (file bytes, and creates, renames and removes no
+//! directory sync covered) and can leave files torn. The protocol above
+//! relies only on what that trait promises.
 //!
 //! # Determinism
 //!
@@ -74,13 +87,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prost::Message as _;
 use tinykv_engine::Cf;
+use tinykv_engine::fs::{FileSystem, ReadableFile, RealFs, WritableFile};
 use tinykv_proto::metapb::Region;
 use tinykv_proto::raft_serverpb::{SnapshotCfFile, SnapshotMeta};
 
@@ -389,56 +402,49 @@ fn tmp_path(path: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------
 
 /// Makes the directory entries (creations, renames, removals) in `dir`
-/// durable. A no-op where directories cannot be opened as files.
-fn sync_dir(dir: &Path) -> SnapResult<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .io_ctx(|| format!("syncing directory {}", dir.display()))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+/// durable (on the real file system, a no-op where directories cannot be
+/// opened as files).
+fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> SnapResult<()> {
+    fs.sync_dir(dir).io_ctx(|| format!("syncing directory {}", dir.display()))
 }
 
 /// Removes `path`; `Ok(false)` if it was not there.
-fn remove_if_exists(path: &Path) -> SnapResult<bool> {
-    match fs::remove_file(path) {
+fn remove_if_exists(fs: &dyn FileSystem, path: &Path) -> SnapResult<bool> {
+    match fs.remove(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(SnapError::Io { what: format!("removing {}", path.display()), source: e }),
     }
 }
 
-fn rename(from: &Path, to: &Path) -> SnapResult<()> {
-    fs::rename(from, to).io_ctx(|| format!("renaming {} to {}", from.display(), to.display()))
+fn rename(fs: &dyn FileSystem, from: &Path, to: &Path) -> SnapResult<()> {
+    fs.rename(from, to).io_ctx(|| format!("renaming {} to {}", from.display(), to.display()))
 }
 
 /// Flushes `out`, fsyncs its file and closes it.
-fn flush_and_sync(out: BufWriter<File>, path: &Path) -> SnapResult<()> {
-    let file = out
+fn flush_and_sync(out: BufWriter<Box<dyn WritableFile>>, path: &Path) -> SnapResult<()> {
+    let mut file = out
         .into_inner()
         .map_err(|e| e.into_error())
         .io_ctx(|| format!("flushing {}", path.display()))?;
-    file.sync_all().io_ctx(|| format!("syncing {}", path.display()))
+    file.sync().io_ctx(|| format!("syncing {}", path.display()))
 }
 
 /// Writes `bytes` to `path` crash-safely: to its `.tmp` name, fsynced,
 /// renamed, and the directory fsynced. On error the `.tmp` file is removed.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> SnapResult<()> {
+fn write_atomically(fs: &dyn FileSystem, dir: &Path, path: &Path, bytes: &[u8]) -> SnapResult<()> {
     let tmp = tmp_path(path);
     let result = (|| {
-        let mut file = File::create(&tmp).io_ctx(|| format!("creating {}", tmp.display()))?;
+        let mut file = fs.create(&tmp).io_ctx(|| format!("creating {}", tmp.display()))?;
         file.write_all(bytes).io_ctx(|| format!("writing {}", tmp.display()))?;
-        file.sync_all().io_ctx(|| format!("syncing {}", tmp.display()))?;
+        file.sync().io_ctx(|| format!("syncing {}", tmp.display()))?;
         drop(file);
-        rename(&tmp, path)?;
-        sync_dir(dir)
+        rename(fs, &tmp, path)?;
+        sync_dir(fs, dir)
     })();
     if result.is_err() {
         // Best effort: the error that matters is the one returned.
-        let _ = remove_if_exists(&tmp);
+        let _ = remove_if_exists(fs, &tmp);
     }
     result
 }
@@ -476,8 +482,15 @@ fn normal_form(meta: &SnapshotMeta) -> Vec<&SnapshotCfFile> {
 
 /// Checks that the file of `cf` at `path` has `size` bytes with CRC-32
 /// `checksum`, reading it in bounded pieces.
-fn verify_file(key: SnapKey, cf: Cf, path: &Path, size: u64, checksum: u32) -> SnapResult<()> {
-    let file = match File::open(path) {
+fn verify_file(
+    fs: &dyn FileSystem,
+    key: SnapKey,
+    cf: Cf,
+    path: &Path,
+    size: u64,
+    checksum: u32,
+) -> SnapResult<()> {
+    let file = match fs.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(corrupt(key, format!("cf {cf}: file {} is missing", path.display())));
@@ -486,8 +499,7 @@ fn verify_file(key: SnapKey, cf: Cf, path: &Path, size: u64, checksum: u32) -> S
             return Err(SnapError::Io { what: format!("opening {}", path.display()), source: e });
         }
     };
-    let actual_size =
-        file.metadata().io_ctx(|| format!("reading the size of {}", path.display()))?.len();
+    let actual_size = file.size().io_ctx(|| format!("reading the size of {}", path.display()))?;
     if actual_size != size {
         return Err(corrupt(
             key,
@@ -669,6 +681,10 @@ pub struct SnapStats {
 #[derive(Debug)]
 pub struct SnapManager {
     dir: PathBuf,
+    /// Where the files live: the real file system, or the simulator's.
+    fs: Arc<dyn FileSystem>,
+    /// Leftover files [`open`](Self::open) removed.
+    leftovers_removed: usize,
     /// Snapshots in use. Every check-then-act on the files of a snapshot
     /// (registering a use, deleting) happens under this lock, so a snapshot
     /// is never deleted between being found and being registered.
@@ -686,21 +702,33 @@ const _: fn() = || {
 };
 
 impl SnapManager {
-    /// Opens the manager on `dir` (created if missing). Leftover temporary
-    /// files (`*.tmp`, from a write that a crash interrupted) are deleted,
-    /// and so are the CF files of snapshots without a meta file (a crash
-    /// before the meta was written, or during a delete); complete snapshots
-    /// stay. Files whose names are not this module's are left alone.
+    /// Opens the manager on `dir` (created if missing) of the real file
+    /// system. Leftover temporary files (`*.tmp`, from a write that a crash
+    /// interrupted) are deleted, and so are the CF files of snapshots
+    /// without a meta file (a crash before the meta was written, or during
+    /// a delete); complete snapshots stay. Files whose names are not this
+    /// module's are left alone.
     ///
     /// # Errors
     ///
     /// [`SnapError::Io`] if the directory cannot be created or read or a
     /// leftover cannot be removed.
     pub fn open(dir: impl Into<PathBuf>) -> SnapResult<SnapManager> {
+        SnapManager::open_on(Arc::new(RealFs), dir)
+    }
+
+    /// [`open`](Self::open) on the file system `fs` (the simulator passes
+    /// its [`MemoryFs`](tinykv_engine::MemoryFs), so that a simulated crash
+    /// tears snapshot files as it would on a disk).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_on(fs: Arc<dyn FileSystem>, dir: impl Into<PathBuf>) -> SnapResult<SnapManager> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)
+        fs.create_dir_all(&dir)
             .io_ctx(|| format!("creating snapshot directory {}", dir.display()))?;
-        let mgr = SnapManager { dir, registry: Arc::default() };
+        let mut mgr = SnapManager { dir, fs, leftovers_removed: 0, registry: Arc::default() };
         let files = mgr.scan()?;
         let complete: BTreeSet<(SnapKey, SnapKind)> = files
             .iter()
@@ -710,12 +738,13 @@ impl SnapManager {
         let mut removed = 0usize;
         for f in &files {
             if f.tmp || !complete.contains(&(f.key, f.kind)) {
-                remove_if_exists(&mgr.dir.join(f.render()))?;
+                remove_if_exists(&*mgr.fs, &mgr.dir.join(f.render()))?;
                 removed += 1;
             }
         }
+        mgr.leftovers_removed = removed;
         if removed > 0 {
-            sync_dir(&mgr.dir)?;
+            sync_dir(&*mgr.fs, &mgr.dir)?;
             log::info!(
                 "snapshot directory {}: removed {removed} leftover files of interrupted writes",
                 mgr.dir.display()
@@ -727,6 +756,18 @@ impl SnapManager {
     /// The directory the snapshot files live in.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The file system the snapshot files live on.
+    pub fn fs(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
+    }
+
+    /// How many leftover files (temporary files, CF files without a meta)
+    /// opening the manager removed: the traces of writes a crash cut
+    /// short.
+    pub fn leftovers_removed(&self) -> usize {
+        self.leftovers_removed
     }
 
     fn path(&self, key: SnapKey, kind: SnapKind, role: FileRole) -> PathBuf {
@@ -744,14 +785,7 @@ impl SnapManager {
     /// This module's files in the directory, sorted by name.
     fn scan(&self) -> SnapResult<Vec<FileName>> {
         let what = || format!("listing snapshot directory {}", self.dir.display());
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&self.dir).io_ctx(what)? {
-            let entry = entry.io_ctx(what)?;
-            if let Some(name) = entry.file_name().to_str() {
-                names.push(name.to_string());
-            }
-        }
-        names.sort();
+        let names = self.fs.list(&self.dir).io_ctx(what)?;
         Ok(names.iter().filter_map(|n| FileName::parse(n)).collect())
     }
 
@@ -764,9 +798,11 @@ impl SnapManager {
     /// safety](self#crash-safety)).
     ///
     /// The snapshot is registered as being generated while this runs. If it
-    /// already exists complete, its meta is returned without rebuilding
-    /// (unless its meta file is unreadable and nobody is sending it: then
-    /// it is rebuilt). Afterwards the region's other generated snapshots that are not in use
+    /// already exists complete and its files check out against its meta
+    /// (sizes and CRC-32s), its meta is returned without rebuilding; if its
+    /// meta file is unreadable or a file is missing, torn or garbled, it is
+    /// rebuilt (unless someone is sending it: then the error is returned,
+    /// and the receiver rejects what it gets). Afterwards the region's other generated snapshots that are not in use
     /// (older or newer) are deleted, so that at most one generated snapshot
     /// per region stays besides those being sent; a failure to delete one
     /// is logged, not returned.
@@ -796,12 +832,17 @@ impl SnapManager {
             }
             Registration::new(&self.registry, &mut reg, key, Activity::Generating)
         };
-        let existing = match self.meta(key, kind) {
+        let existing = match self.meta(key, kind).and_then(|meta| {
+            self.verify(key, kind, &validate_meta(key, &meta)?)?;
+            Ok(meta)
+        }) {
             Ok(meta) => Some(meta),
             Err(SnapError::NotFound { .. }) => None,
             Err(e @ SnapError::Corrupt { .. }) => {
-                // An unreadable meta (disk rot): build it again, unless
-                // someone is sending it (then they hold the old files).
+                // An unreadable meta or a bad file (disk rot, a write that
+                // was never made durable): build it again, rather than
+                // hand out files every receiver rejects. Unless someone is
+                // sending it (then they hold the old files).
                 let reg = lock(&self.registry);
                 if reg.sending.contains_key(&key) {
                     return Err(e);
@@ -844,7 +885,7 @@ impl SnapManager {
         for cf in Cf::DATA {
             let path = self.cf_path(key, kind, cf);
             let tmp = tmp_path(&path);
-            let file = File::create(&tmp).io_ctx(|| format!("creating {}", tmp.display()))?;
+            let file = self.fs.create(&tmp).io_ctx(|| format!("creating {}", tmp.display()))?;
             let mut writer = HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, file), &tmp);
             for kv in engine_snap.iter(cf, &region.start_key, end) {
                 let (k, v) = kv?;
@@ -865,13 +906,14 @@ impl SnapManager {
                 writer.write(&v)?;
             }
             let (size, checksum) = writer.finish()?;
-            rename(&tmp, &path)?;
+            rename(&*self.fs, &tmp, &path)?;
             cf_files.push(SnapshotCfFile { cf: cf.name().to_string(), size, checksum });
         }
         // The CF files' names must be durable before the meta's is.
-        sync_dir(&self.dir)?;
+        sync_dir(&*self.fs, &self.dir)?;
         let meta = SnapshotMeta { cf_files };
-        write_atomically(&self.dir, &self.meta_path(key, kind), &meta.encode_to_vec())?;
+        let meta_path = self.meta_path(key, kind);
+        write_atomically(&*self.fs, &self.dir, &meta_path, &meta.encode_to_vec())?;
         Ok(meta)
     }
 
@@ -913,18 +955,19 @@ impl SnapManager {
     /// use. Returns whether the snapshot was complete.
     fn remove_files(&self, key: SnapKey, kind: SnapKind) -> SnapResult<bool> {
         let meta = self.meta_path(key, kind);
-        let existed = remove_if_exists(&meta)?;
+        let fs = &*self.fs;
+        let existed = remove_if_exists(fs, &meta)?;
         if existed {
-            sync_dir(&self.dir)?;
+            sync_dir(fs, &self.dir)?;
         }
-        let mut removed = remove_if_exists(&tmp_path(&meta))?;
+        let mut removed = remove_if_exists(fs, &tmp_path(&meta))?;
         for cf in Cf::DATA {
             let path = self.cf_path(key, kind, cf);
-            removed |= remove_if_exists(&path)?;
-            removed |= remove_if_exists(&tmp_path(&path))?;
+            removed |= remove_if_exists(fs, &path)?;
+            removed |= remove_if_exists(fs, &tmp_path(&path))?;
         }
         if removed {
-            sync_dir(&self.dir)?;
+            sync_dir(fs, &self.dir)?;
         }
         Ok(existed)
     }
@@ -939,7 +982,7 @@ impl SnapManager {
     /// name exactly the three data CFs; [`SnapError::Io`].
     pub fn meta(&self, key: SnapKey, kind: SnapKind) -> SnapResult<SnapshotMeta> {
         let path = self.meta_path(key, kind);
-        let bytes = match fs::read(&path) {
+        let bytes = match self.fs.read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(SnapError::NotFound { key, kind });
@@ -958,9 +1001,23 @@ impl SnapManager {
         Ok(meta)
     }
 
+    /// Checks the CF files of (`key`, `kind`) against `parts` (CF, size,
+    /// CRC-32, as [`validate_meta`] gives them).
+    ///
+    /// # Errors
+    ///
+    /// [`SnapError::Corrupt`] naming the first file that is missing or has
+    /// another size or checksum; [`SnapError::Io`].
+    fn verify(&self, key: SnapKey, kind: SnapKind, parts: &[(Cf, u64, u32)]) -> SnapResult<()> {
+        for &(cf, size, checksum) in parts {
+            verify_file(&*self.fs, key, cf, &self.cf_path(key, kind, cf), size, checksum)?;
+        }
+        Ok(())
+    }
+
     /// Whether (`key`, `kind`) is complete on disk (its meta file exists).
     pub fn exists(&self, key: SnapKey, kind: SnapKind) -> bool {
-        self.meta_path(key, kind).is_file()
+        self.fs.exists(&self.meta_path(key, kind))
     }
 
     /// Opens the generated snapshot `key` for sending. It stays registered
@@ -985,6 +1042,7 @@ impl SnapManager {
             .collect();
         let total = meta.cf_files.iter().map(|f| f.size).sum();
         Ok(SnapSender {
+            fs: Arc::clone(&self.fs),
             key,
             meta,
             files,
@@ -1025,7 +1083,18 @@ impl SnapManager {
                 return Err(busy("it is being applied"));
             }
             let duplicate = match self.meta(key, kind) {
-                Ok(existing) => normal_form(&existing) == normal_form(meta),
+                // Only a copy whose files check out counts: a bad one is
+                // replaced by this transfer, not trusted.
+                Ok(existing) => {
+                    normal_form(&existing) == normal_form(meta)
+                        && match self.verify(key, kind, &parts) {
+                            Ok(()) => true,
+                            Err(e) => {
+                                log::warn!("replacing the received copy of {key}: {e}");
+                                false
+                            }
+                        }
+                }
                 Err(SnapError::NotFound { .. } | SnapError::Corrupt { .. }) => false,
                 Err(e) => return Err(e),
             };
@@ -1042,6 +1111,7 @@ impl SnapManager {
         }
         let total = parts.iter().map(|p| p.1).sum();
         let mut receiver = SnapReceiver {
+            fs: Arc::clone(&self.fs),
             key,
             dir: self.dir.clone(),
             meta: meta.clone(),
@@ -1074,7 +1144,9 @@ impl SnapManager {
         if !duplicate {
             // On error, dropping the receiver removes what was created.
             for part in &mut receiver.parts {
-                let file = File::create(&part.tmp)
+                let file = receiver
+                    .fs
+                    .create(&part.tmp)
                     .io_ctx(|| format!("creating {}", part.tmp.display()))?;
                 part.writer = Some(BufWriter::with_capacity(BUF_SIZE, file));
             }
@@ -1111,10 +1183,9 @@ impl SnapManager {
         let mut parts = validate_meta(key, &meta)?;
         // Records go out in the fixed CF order, whatever the meta's order.
         parts.sort_by_key(|p| p.0);
-        for &(cf, size, checksum) in &parts {
-            verify_file(key, cf, &self.cf_path(key, kind, cf), size, checksum)?;
-        }
+        self.verify(key, kind, &parts)?;
         Ok(SnapApplier {
+            fs: Arc::clone(&self.fs),
             key,
             meta,
             parts: parts
@@ -1197,24 +1268,27 @@ impl SnapManager {
             }
         }
         for f in files.iter().filter(|f| !f.tmp && complete.contains(&(f.key, f.kind))) {
-            if let Ok(md) = fs::metadata(self.dir.join(f.render())) {
-                stats.bytes += md.len();
+            if let Ok(size) = self.fs.open(&self.dir.join(f.render())).and_then(|f| f.size()) {
+                stats.bytes += size;
             }
         }
         stats
     }
 }
 
+/// A buffered reader of a snapshot file.
+type FileReader = BufReader<Box<dyn ReadableFile>>;
+
 /// Counts the bytes and the CRC of what goes through it.
 struct HashingWriter<'p> {
-    out: BufWriter<File>,
+    out: BufWriter<Box<dyn WritableFile>>,
     path: &'p Path,
     crc: Crc32,
     size: u64,
 }
 
 impl<'p> HashingWriter<'p> {
-    fn new(out: BufWriter<File>, path: &'p Path) -> HashingWriter<'p> {
+    fn new(out: BufWriter<Box<dyn WritableFile>>, path: &'p Path) -> HashingWriter<'p> {
         HashingWriter { out, path, crc: Crc32::new(), size: 0 }
     }
 
@@ -1241,6 +1315,7 @@ impl<'p> HashingWriter<'p> {
 /// dropped.
 #[derive(Debug)]
 pub struct SnapSender {
+    fs: Arc<dyn FileSystem>,
     key: SnapKey,
     meta: SnapshotMeta,
     /// The CF files in meta order, with their sizes.
@@ -1249,7 +1324,7 @@ pub struct SnapSender {
     next_file: usize,
     /// The file being read: reader, index in `files`, bytes of it not yet
     /// sent.
-    current: Option<(BufReader<File>, usize, u64)>,
+    current: Option<(FileReader, usize, u64)>,
     total: u64,
     /// Invariant: `sent <= total`.
     sent: u64,
@@ -1295,7 +1370,8 @@ impl SnapSender {
                 self.next_file += 1;
                 let (_, path, size) = &self.files[idx];
                 if *size > 0 {
-                    let file = File::open(path).io_ctx(|| format!("opening {}", path.display()))?;
+                    let file =
+                        self.fs.open(path).io_ctx(|| format!("opening {}", path.display()))?;
                     self.current = Some((BufReader::with_capacity(BUF_SIZE, file), idx, *size));
                 }
                 continue;
@@ -1345,7 +1421,7 @@ struct RecvPart {
     tmp: PathBuf,
     /// The open `.tmp` file; `None` for a duplicate transfer, and once it is
     /// flushed.
-    writer: Option<BufWriter<File>>,
+    writer: Option<BufWriter<Box<dyn WritableFile>>>,
     /// The CRC and the count of the bytes received for it so far.
     /// Invariant: `written <= size`.
     crc: Crc32,
@@ -1358,6 +1434,7 @@ struct RecvPart {
 /// deletes its temporary files and unregisters it.
 #[derive(Debug)]
 pub struct SnapReceiver {
+    fs: Arc<dyn FileSystem>,
     key: SnapKey,
     dir: PathBuf,
     meta: SnapshotMeta,
@@ -1489,14 +1566,15 @@ impl SnapReceiver {
         self.renaming = true;
         // A copy with another meta goes first, so that no mix of old and new
         // files ever looks complete.
-        if remove_if_exists(&self.meta_path)? {
-            sync_dir(&self.dir)?;
+        let fs = &*self.fs;
+        if remove_if_exists(fs, &self.meta_path)? {
+            sync_dir(fs, &self.dir)?;
         }
         for part in &self.parts {
-            rename(&part.tmp, &part.path)?;
+            rename(fs, &part.tmp, &part.path)?;
         }
-        sync_dir(&self.dir)?;
-        write_atomically(&self.dir, &self.meta_path, &self.meta.encode_to_vec())?;
+        sync_dir(fs, &self.dir)?;
+        write_atomically(fs, &self.dir, &self.meta_path, &self.meta.encode_to_vec())?;
         self.finished = true;
         Ok(())
     }
@@ -1518,7 +1596,7 @@ impl SnapReceiver {
             paths.push(part.tmp.clone());
         }
         for path in paths {
-            if let Err(e) = remove_if_exists(&path) {
+            if let Err(e) = remove_if_exists(&*self.fs, &path) {
                 log::warn!("discarding the transfer of snapshot {}: {e}", self.key);
             }
         }
@@ -1542,7 +1620,7 @@ impl Drop for SnapReceiver {
 struct RecordReader {
     cf: Cf,
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: FileReader,
     /// Where the next record starts. Invariant: `offset <= size`.
     offset: u64,
     size: u64,
@@ -1615,6 +1693,7 @@ type Record = (Cf, Vec<u8>, Vec<u8>);
 /// being applied until dropped. After an error it yields nothing more.
 #[derive(Debug)]
 pub struct SnapApplier {
+    fs: Arc<dyn FileSystem>,
     key: SnapKey,
     meta: SnapshotMeta,
     /// The CF files in CF order, with their (verified) sizes.
@@ -1644,7 +1723,7 @@ impl SnapApplier {
                     return Ok(None);
                 };
                 self.next_part += 1;
-                let file = File::open(path).io_ctx(|| format!("opening {}", path.display()))?;
+                let file = self.fs.open(path).io_ctx(|| format!("opening {}", path.display()))?;
                 self.current = Some(RecordReader {
                     cf: *cf,
                     path: path.clone(),
@@ -1681,6 +1760,7 @@ impl Iterator for SnapApplier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::sync::Arc;
     use tinykv_engine::{Engine, MemoryDisk, MemoryEngine, WriteBatch};
 
@@ -2537,5 +2617,279 @@ mod tests {
         assert_send::<SnapSender>();
         assert_send::<SnapReceiver>();
         assert_send::<SnapApplier>();
+    }
+
+    // ----- on the simulated file system ---------------------------------------
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tinykv_engine::fs::{CrashPolicy, MemoryFs};
+
+    /// A [`MemoryFs`] whose `n`-th sync (file or directory) fails as a
+    /// power loss would: it and every later write fail.
+    #[derive(Debug)]
+    struct PowerCut {
+        inner: MemoryFs,
+        /// Syncs until the power goes out; 0 once it is out.
+        syncs_left: Arc<AtomicU64>,
+    }
+
+    const CUT: &str = "power cut";
+
+    impl PowerCut {
+        fn new(inner: &MemoryFs, at_sync: u64) -> Arc<PowerCut> {
+            let syncs_left = Arc::new(AtomicU64::new(at_sync));
+            Arc::new(PowerCut { inner: inner.clone(), syncs_left })
+        }
+
+        /// Fails if the power is out, or goes out now (at a sync).
+        fn check(syncs_left: &AtomicU64, sync: bool) -> io::Result<()> {
+            let left = syncs_left.load(Ordering::Relaxed);
+            if left == 0 || (sync && left == 1) {
+                syncs_left.store(0, Ordering::Relaxed);
+                return Err(io::Error::other(CUT));
+            }
+            if sync {
+                syncs_left.store(left - 1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    }
+
+    #[derive(Debug)]
+    struct CutFile {
+        inner: Box<dyn WritableFile>,
+        syncs_left: Arc<AtomicU64>,
+    }
+
+    impl Write for CutFile {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            PowerCut::check(&self.syncs_left, false)?;
+            self.inner.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
+        }
+    }
+
+    impl WritableFile for CutFile {
+        fn sync(&mut self) -> io::Result<()> {
+            PowerCut::check(&self.syncs_left, true)?;
+            self.inner.sync()
+        }
+    }
+
+    impl FileSystem for PowerCut {
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            self.inner.create_dir_all(dir)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            self.inner.list(dir)
+        }
+        fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+            PowerCut::check(&self.syncs_left, false)?;
+            let inner = self.inner.create(path)?;
+            Ok(Box::new(CutFile { inner, syncs_left: Arc::clone(&self.syncs_left) }))
+        }
+        fn open(&self, path: &Path) -> io::Result<Box<dyn ReadableFile>> {
+            self.inner.open(path)
+        }
+        fn exists(&self, path: &Path) -> bool {
+            self.inner.exists(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            PowerCut::check(&self.syncs_left, false)?;
+            self.inner.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            PowerCut::check(&self.syncs_left, false)?;
+            self.inner.remove(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            PowerCut::check(&self.syncs_left, true)?;
+            self.inner.sync_dir(dir)
+        }
+    }
+
+    /// Keeps every unsynced directory change and half of every file's
+    /// unsynced bytes: the worst a crash can leave behind.
+    struct KeepHalf;
+
+    impl CrashPolicy for KeepHalf {
+        fn keeps_change(&mut self, _path: &Path) -> bool {
+            true
+        }
+        fn kept_bytes(&mut self, _path: &Path, unsynced: u64) -> u64 {
+            unsynced / 2
+        }
+    }
+
+    /// Keeps each unsynced change, and a prefix of each file's unsynced
+    /// bytes, at (seeded) random.
+    struct Random(u64);
+
+    impl Random {
+        /// SplitMix64.
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+    }
+
+    impl CrashPolicy for Random {
+        fn keeps_change(&mut self, _path: &Path) -> bool {
+            self.next().is_multiple_of(2)
+        }
+        fn kept_bytes(&mut self, _path: &Path, unsynced: u64) -> u64 {
+            self.next() % (unsynced + 1)
+        }
+    }
+
+    const SNAP_DIR: &str = "/store/snap";
+
+    /// After a crash: the reopened manager holds either the complete
+    /// snapshot, whose files check out, or no file at all.
+    fn complete_or_nothing(fs: &MemoryFs, key: SnapKey, kind: SnapKind) -> bool {
+        let mgr = SnapManager::open_on(Arc::new(fs.clone()), SNAP_DIR).unwrap();
+        let files = fs.list(Path::new(SNAP_DIR)).unwrap();
+        match mgr.list().unwrap().as_slice() {
+            [] => {
+                assert!(files.is_empty(), "leftovers after reopening: {files:?}");
+                false
+            }
+            [(k, kd)] if (*k, *kd) == (key, kind) => {
+                assert_eq!(files.len(), 4, "{files:?}");
+                let meta = mgr.meta(key, kind).unwrap();
+                mgr.verify(key, kind, &validate_meta(key, &meta).unwrap()).unwrap();
+                true
+            }
+            other => panic!("unexpected snapshots after reopening: {other:?}"),
+        }
+    }
+
+    /// Every sync a build or a receive makes is a crash point: cut the
+    /// power at each (losing everything unsynced, keeping every directory
+    /// change and tearing the files, or keeping some of each at random),
+    /// reopen, and find the whole
+    /// snapshot or nothing (the whole one may survive a failed call whose
+    /// last step reached the disk anyway). Torn files must have been seen
+    /// on the way.
+    #[test]
+    fn a_crash_at_any_sync_of_a_build_or_receive_leaves_the_whole_snapshot_or_nothing() {
+        let engine = sample_engine();
+        let region7 = region(7, b"b", b"d");
+        let key = SnapKey::new(7, 3, 42);
+        let mut torn = 0;
+        for policy in 0..22u64 {
+            let crash = |fs: &MemoryFs| match policy {
+                0 => fs.crash(),
+                1 => fs.crash_with(&mut KeepHalf),
+                seed => fs.crash_with(&mut Random(seed)),
+            };
+            // Building.
+            for at_sync in 1.. {
+                let fs = MemoryFs::new();
+                let mgr = SnapManager::open_on(PowerCut::new(&fs, at_sync), SNAP_DIR).unwrap();
+                let built = mgr.build(key, &region7, &*engine.snapshot());
+                if let Err(e) = &built {
+                    assert!(e.to_string().contains(CUT), "{e}");
+                }
+                drop(mgr);
+                torn += crash(&fs).torn.len();
+                let complete = complete_or_nothing(&fs, key, SnapKind::Generated);
+                if built.is_ok() {
+                    assert!(complete, "build, crash at sync {at_sync}");
+                    break;
+                }
+            }
+            // Receiving.
+            let sender = SnapManager::open_on(Arc::new(MemoryFs::new()), SNAP_DIR).unwrap();
+            let meta = sender.build(key, &region7, &*engine.snapshot()).unwrap();
+            let bytes = stream(&sender, key, 100).1.concat();
+            for at_sync in 1.. {
+                let fs = MemoryFs::new();
+                let mgr = SnapManager::open_on(PowerCut::new(&fs, at_sync), SNAP_DIR).unwrap();
+                let received = mgr.receive(key, &meta).and_then(|mut r| {
+                    r.write(&bytes)?;
+                    r.finish()
+                });
+                drop(mgr);
+                torn += crash(&fs).torn.len();
+                let complete = complete_or_nothing(&fs, key, SnapKind::Received);
+                if received.is_ok() || complete {
+                    assert!(complete, "receive, crash at sync {at_sync}");
+                    let mgr = SnapManager::open_on(Arc::new(fs.clone()), SNAP_DIR).unwrap();
+                    assert_eq!(applied(&mgr, key), expected(&engine, &region7));
+                }
+                if received.is_ok() {
+                    break;
+                }
+            }
+        }
+        assert!(torn > 0, "no crash point tore a file");
+    }
+
+    #[test]
+    fn opening_counts_the_leftovers_it_removes() {
+        let fs = MemoryFs::new();
+        let mgr = SnapManager::open_on(PowerCut::new(&fs, 1), SNAP_DIR).unwrap();
+        let key = SnapKey::new(7, 3, 42);
+        assert!(mgr.build(key, &region(7, b"b", b"d"), &*sample_engine().snapshot()).is_err());
+        assert_eq!(mgr.leftovers_removed(), 0);
+        fs.crash_with(&mut KeepHalf);
+        let mgr = SnapManager::open_on(Arc::new(fs.clone()), SNAP_DIR).unwrap();
+        assert_eq!(mgr.leftovers_removed(), 1, "the torn default.snap.tmp");
+        assert!(fs.list(Path::new(SNAP_DIR)).unwrap().is_empty());
+    }
+
+    /// Cuts `path` (a file of `fs`) to `len` bytes, as rot or a lost write
+    /// would.
+    fn truncate(fs: &MemoryFs, path: &Path, len: usize) {
+        let bytes = fs.read(path).unwrap();
+        let mut file = fs.create(path).unwrap();
+        file.write_all(&bytes[..len]).unwrap();
+        file.sync().unwrap();
+    }
+
+    #[test]
+    fn a_generated_snapshot_with_a_bad_file_is_built_again_not_handed_out() {
+        let engine = sample_engine();
+        let fs = MemoryFs::new();
+        let mgr = SnapManager::open_on(Arc::new(fs.clone()), SNAP_DIR).unwrap();
+        let key = SnapKey::new(7, 3, 42);
+        let region7 = region(7, b"b", b"d");
+        let meta = mgr.build(key, &region7, &*engine.snapshot()).unwrap();
+        let default = mgr.cf_path(key, SnapKind::Generated, Cf::Default);
+        truncate(&fs, &default, 3);
+        // While it is being sent, it is not replaced under the sender.
+        let sender = mgr.open_send(key).unwrap();
+        assert_corrupt(mgr.build(key, &region7, &*engine.snapshot()), &["size mismatch"]);
+        drop(sender);
+        assert_eq!(mgr.build(key, &region7, &*engine.snapshot()).unwrap(), meta);
+        assert_eq!(fs.read(&default).unwrap().len() as u64, meta.cf_files[0].size);
+        fs.remove(&default).unwrap();
+        assert_eq!(mgr.build(key, &region7, &*engine.snapshot()).unwrap(), meta);
+        let receiver = SnapManager::open_on(Arc::new(MemoryFs::new()), SNAP_DIR).unwrap();
+        transfer(&mgr, &receiver, key, 7).unwrap();
+        assert_eq!(applied(&receiver, key), expected(&engine, &region7));
+    }
+
+    #[test]
+    fn a_received_copy_with_a_bad_file_is_replaced_not_kept_as_a_duplicate() {
+        let engine = sample_engine();
+        let (_d1, sender, _d2, _) = two_managers();
+        let key = SnapKey::new(7, 3, 42);
+        let region7 = region(7, b"b", b"d");
+        sender.build(key, &region7, &*engine.snapshot()).unwrap();
+        let fs = MemoryFs::new();
+        let mgr = SnapManager::open_on(Arc::new(fs.clone()), SNAP_DIR).unwrap();
+        transfer(&sender, &mgr, key, 7).unwrap();
+        let default = mgr.cf_path(key, SnapKind::Received, Cf::Default);
+        truncate(&fs, &default, 5);
+        assert_corrupt(mgr.open_apply(key), &["cf default", "size mismatch"]);
+        transfer(&sender, &mgr, key, 7).unwrap();
+        assert_eq!(applied(&mgr, key), expected(&engine, &region7));
     }
 }

@@ -22,7 +22,10 @@
 //! sender's files are read when the message is sent, the bytes cross the
 //! simulated network (and can be lost, delayed or corrupted on the way),
 //! and the receiver writes and checks them before the message is handed
-//! to its store. Snapshot files are real files in a temporary directory.
+//! to its store. Snapshot files live on a [`MemoryFs`] per store, next to
+//! its memory disks: a crash loses what was not synced, or (by chance, or
+//! when a test asks, [`Cluster::crash_in_snapshot_io`]) leaves files torn.
+//! With [`EngineKind::Fjall`] they are real files in a temporary directory.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -33,7 +36,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use prost::Message as _;
 use raft::eraftpb::MessageType;
-use tinykv_engine::{Cf, Engine, FjallConfig, FjallEngine, MemoryDisk, WriteBatch};
+use tinykv_engine::fs::{CrashPolicy, CrashReport, ReadableFile, WritableFile};
+use tinykv_engine::{
+    Cf, Engine, FileSystem, FjallConfig, FjallEngine, MemoryDisk, MemoryFs, RealFs, WriteBatch,
+};
 use tinykv_proto::metapb::{self, Peer};
 use tinykv_proto::raft_cmdpb::{
     CmdType, DeleteRequest, GetRequest, PutRequest, RaftCmdRequest, RaftRequestHeader, Request,
@@ -222,6 +228,10 @@ struct SimStore {
     crash: CrashPlan,
     /// The snapshot files' directory (kept across crashes).
     snap_dir: std::path::PathBuf,
+    /// The file system the snapshot files live on, with memory disks (it
+    /// crashes with them); `None` with fjall (real files, kept by a crash
+    /// as fjall keeps its writes).
+    snap_fs: Option<MemoryFs>,
     /// The snapshot manager of the running store.
     snaps: Option<Arc<SnapManager>>,
     store: Option<Store>,
@@ -238,6 +248,13 @@ struct Pending {
     token: Token,
     /// Attempts so far.
     attempts: u32,
+    /// Attempts that got no answer before the client's timeout.
+    unanswered: u32,
+    /// Attempts answered with an error.
+    refused: u32,
+    /// What the last refused attempt was told (the error's message), for
+    /// the failure message of an operation that never succeeds.
+    last_refusal: Option<String>,
     /// The region the attempt went to.
     region_id: u64,
     /// A scan goes region by region: where the next region's part starts,
@@ -321,6 +338,40 @@ struct CrashPlan {
     /// Crash at the next log GC batch (`Some(0)`), or at the n-th raft
     /// write after it (`Some(n)`).
     at_log_gc: Arc<std::sync::Mutex<Option<u64>>>,
+    /// A crash in the middle of snapshot file work.
+    snap_io: Arc<std::sync::Mutex<SnapIoPlan>>,
+}
+
+/// Which snapshot file work a planned crash hits
+/// ([`Cluster::crash_in_snapshot_io`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotIo {
+    /// A leader's worker writes the files of a snapshot it generates.
+    Build,
+    /// A store writes the files of a snapshot that arrived.
+    Receive,
+}
+
+/// What of the snapshot files' unsynced state survives a planned crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsCrash {
+    /// Nothing: unsynced bytes and directory changes are lost.
+    Lose,
+    /// Every unsynced directory change (create, rename, remove) survives,
+    /// and each file keeps only part of its unsynced bytes: a torn file.
+    Tear,
+}
+
+/// A crash at the n-th sync (file or directory) of one kind of snapshot
+/// file work.
+#[derive(Debug, Default)]
+struct SnapIoPlan {
+    /// The work, the syncs left until the crash, and what survives it.
+    armed: Option<(SnapshotIo, u64, FsCrash)>,
+    /// The snapshot file work the store is doing now, if any.
+    now: Option<SnapshotIo>,
+    /// What survives the crash that just struck, for the driver.
+    struck: Option<FsCrash>,
 }
 
 impl CrashPlan {
@@ -332,6 +383,33 @@ impl CrashPlan {
         self.any.store(0, Ordering::Relaxed);
         self.on_snapshot_delivered.store(0, Ordering::Relaxed);
         *self.at_log_gc.lock().expect("crash plan") = None;
+        *self.snap_io.lock().expect("crash plan") = SnapIoPlan::default();
+    }
+
+    /// Runs `f` as snapshot file work of kind `io` (an armed
+    /// [`SnapIoPlan`] counts only the syncs of its kind of work).
+    fn in_snapshot_io<T>(&self, io: SnapshotIo, f: impl FnOnce() -> T) -> T {
+        self.snap_io.lock().expect("crash plan").now = Some(io);
+        let out = f();
+        self.snap_io.lock().expect("crash plan").now = None;
+        out
+    }
+
+    /// A snapshot file is synced: true if the power goes out now.
+    fn on_snapshot_sync(&self) -> bool {
+        let mut plan = self.snap_io.lock().expect("crash plan");
+        let Some((io, left, keep)) = plan.armed else { return false };
+        if plan.now != Some(io) {
+            return false;
+        }
+        if left > 1 {
+            plan.armed = Some((io, left - 1, keep));
+            return false;
+        }
+        plan.armed = None;
+        plan.struck = Some(keep);
+        self.down.store(true, Ordering::Relaxed);
+        true
     }
 
     /// Counts a write down on `countdown`: true if the power goes out now.
@@ -586,6 +664,7 @@ impl Cluster {
             fjall,
             crash: CrashPlan::default(),
             snap_dir: dir.join(format!("store{id}-snap")),
+            snap_fs: (self.cfg.engine == EngineKind::Memory).then(MemoryFs::new),
             snaps: None,
             store: None,
             incarnation: 0,
@@ -614,9 +693,10 @@ impl Cluster {
         s.crash.disarm();
         let engines = s.engines();
         capture::set_node(id);
-        let snaps = SnapManager::open(&s.snap_dir).unwrap_or_else(|e| {
+        let snaps = SnapManager::open_on(s.snapshot_fs(), &s.snap_dir).unwrap_or_else(|e| {
             panic!("store {id}: cannot open its snapshot files: {e} (seed {})", self.cfg.seed)
         });
+        let leftovers = snaps.leftovers_removed();
         let snaps = Arc::new(snaps);
         let store = Store::start(cfg, engines, snaps.clone())
             .unwrap_or_else(|e| panic!("store {id} failed to start: {e} (seed {})", self.cfg.seed));
@@ -628,6 +708,11 @@ impl Cluster {
         // A random phase, so the stores' clocks are not in lockstep.
         let phase = self.rng.next_u64() % (self.cfg.store.raft_base_tick_ms * MS);
         self.schedule(phase, Event::Tick { store: id, incarnation });
+        if leftovers > 0 {
+            self.fault(format!(
+                "store {id} removed {leftovers} snapshot files left by interrupted writes"
+            ));
+        }
     }
 
     /// Crashes store `id` for good: it never restarts
@@ -657,9 +742,10 @@ impl Cluster {
             // (With fjall, the disks are unused and this does nothing.)
             s.kv_disk.crash_keeping(keep_kv);
             s.raft_disk.crash_keeping(keep_raft);
+            let files = self.crash_snapshot_files(id, None);
             self.fault(format!(
                 "store {id} crashed (unsynced batches kept: kv {keep_kv} of {kv}, raft {keep_raft} \
-                 of {raft})"
+                 of {raft}){files}"
             ));
         }
     }
@@ -716,6 +802,39 @@ impl Cluster {
             Some((_, raft)) => raft.clone(),
             None => Arc::new(s.raft_disk.open()),
         }
+    }
+
+    /// Arms a crash of store `id` at the `n`-th sync (`n >= 1`; of a file
+    /// or of the directory) of its next snapshot file work of kind
+    /// `during`: building a snapshot's files, or writing the files of one
+    /// that arrived. The sync does not happen; `keep` says what of the
+    /// unsynced state survives. The store stays down until
+    /// [`restart_store`](Self::restart_store). With fjall the files are
+    /// real and keep everything.
+    pub fn crash_in_snapshot_io(&mut self, id: u64, during: SnapshotIo, n: u64, keep: FsCrash) {
+        let plan = &self.stores[&id].crash;
+        plan.snap_io.lock().expect("crash plan").armed = Some((during, n.max(1), keep));
+    }
+
+    /// The simulated file system of store `id`'s snapshot files (also when
+    /// the store is down); `None` with fjall, where they are real files.
+    pub fn snap_fs(&self, id: u64) -> Option<&MemoryFs> {
+        self.stores.get(&id)?.snap_fs.as_ref()
+    }
+
+    /// Crashes store `id`'s snapshot files: what survives is `keep`, or
+    /// chosen at random (each unsynced directory change survives or not,
+    /// each file keeps a random part of its unsynced bytes). The random
+    /// choices are drawn only for unsynced state, so a crash with none
+    /// draws nothing. Returns what to add to the crash's fault line.
+    fn crash_snapshot_files(&mut self, id: u64, keep: Option<FsCrash>) -> String {
+        let Some(fs) = self.stores[&id].snap_fs.clone() else { return String::new() };
+        let report = match keep {
+            Some(FsCrash::Lose) => fs.crash(),
+            Some(FsCrash::Tear) => fs.crash_with(&mut TearFiles(&mut self.rng)),
+            None => fs.crash_with(&mut RandomLoss(&mut self.rng)),
+        };
+        describe_file_loss(&report)
     }
 
     /// Corrupts one byte of the next snapshot sent (the receiver must
@@ -880,7 +999,9 @@ impl Cluster {
         s.snaps = None;
         s.kv_disk.crash();
         s.raft_disk.crash();
-        self.fault(format!("store {id} crashed {during}"));
+        let keep = s.crash.snap_io.lock().expect("crash plan").struck.take();
+        let files = self.crash_snapshot_files(id, keep);
+        self.fault(format!("store {id} crashed {during}{files}"));
     }
 
     fn on_task(&mut self, id: u64, incarnation: u64, task: Task) {
@@ -889,13 +1010,19 @@ impl Cluster {
         if s.incarnation != incarnation {
             return;
         }
-        let (engines, snaps) = (store.engines().clone(), snaps.clone());
+        let (engines, snaps, plan) = (store.engines().clone(), snaps.clone(), s.crash.clone());
         self.mix(&[self.now, 6, id, task.region_id()]);
         let what = format!("{task:?}");
         capture::set_node(id);
-        let result = run_task(task, &engines, &snaps);
+        let result = if matches!(task, Task::GenSnapshot { .. }) {
+            plan.in_snapshot_io(SnapshotIo::Build, || run_task(task, &engines, &snaps))
+        } else {
+            run_task(task, &engines, &snaps)
+        };
         capture::set_node(0);
-        if format!("{result:?}").contains(CRASH_MARK) {
+        // (A crash in snapshot file work whose error is only logged, such
+        // as deleting superseded files, stops the store all the same.)
+        if format!("{result:?}").contains(CRASH_MARK) || plan.down.load(Ordering::Relaxed) {
             self.power_loss(id, &format!("in the middle of {what}"));
             return;
         }
@@ -959,15 +1086,23 @@ impl Cluster {
         let Some(key) = snapshot_key(&msg) else { return };
         let meta = snapshot_meta(&msg);
         capture::set_node(to);
-        let received = snaps.receive(key, &meta).and_then(|mut r| {
-            r.write(&data)?;
-            r.finish()
+        let plan = self.stores[&to].crash.clone();
+        let received = plan.in_snapshot_io(SnapshotIo::Receive, || {
+            snaps.receive(key, &meta).and_then(|mut r| {
+                r.write(&data)?;
+                r.finish()
+            })
         });
         capture::set_node(0);
+        if received.as_ref().is_err_and(|e| e.to_string().contains(CRASH_MARK))
+            || plan.down.load(Ordering::Relaxed)
+        {
+            self.power_loss(to, &format!("while receiving snapshot {key}"));
+            return;
+        }
         match received {
             Ok(()) => {
                 self.snapshot_stats.delivered += 1;
-                let plan = self.stores[&to].crash.clone();
                 let n = plan.on_snapshot_delivered.swap(0, Ordering::Relaxed);
                 plan.any.store(n, Ordering::Relaxed);
                 self.on_deliver(to, msg);
@@ -1462,7 +1597,16 @@ impl Cluster {
         };
         let record = self.new_record(client, kind);
         let c = self.clients.get_mut(&client).unwrap();
-        c.op = Some(Pending { record, token: 0, attempts: 0, region_id: 0, scan });
+        c.op = Some(Pending {
+            record,
+            token: 0,
+            attempts: 0,
+            unanswered: 0,
+            refused: 0,
+            last_refusal: None,
+            region_id: 0,
+            scan,
+        });
         self.attempt(client);
     }
 
@@ -1648,7 +1792,9 @@ impl Cluster {
             // outcome, and the retry is a new operation.
             let old = self.clients[&client].op.as_ref().unwrap().record;
             let record = self.new_record(client, self.history.ops[old].kind.clone());
-            self.clients.get_mut(&client).unwrap().op.as_mut().unwrap().record = record;
+            let p = self.clients.get_mut(&client).unwrap().op.as_mut().unwrap();
+            p.record = record;
+            p.unanswered += 1;
         }
         // The store may be down or cut off, or the region moved: forget
         // both and try another.
@@ -1725,6 +1871,10 @@ impl Cluster {
     fn on_region_error(&mut self, client: u64, token: Token, err: tinykv_proto::errorpb::Error) {
         let c = self.clients.get_mut(&client).unwrap();
         let region_id = c.op.as_ref().map_or(0, |p| p.region_id);
+        if let Some(p) = c.op.as_mut() {
+            p.refused += 1;
+            p.last_refusal = Some(err.message.clone());
+        }
         // Whatever the error, the client's view of the leaders is stale.
         c.leaders.clear();
         if let Some(nl) = &err.not_leader
@@ -1759,16 +1909,20 @@ impl Cluster {
 
     /// Runs `kind` as `client` until it succeeds (retrying through
     /// elections and faults), or panics after `deadline_us` of virtual
-    /// time. Returns the result.
+    /// time, saying what its attempts got (no answer, or which refusal).
+    /// Returns the result.
     pub fn run_op(&mut self, client: u64, kind: OpKind, deadline_us: u64) -> OpResult {
         let what = kind.to_string();
         self.start_op(client, kind);
         let until = self.now + deadline_us;
         while !self.op_done(client) {
             if self.queue.peek().is_none_or(|Reverse(s)| s.at > until) {
+                let p = self.clients[&client].op.as_ref().expect("the operation in flight");
                 panic!(
-                    "{what} did not succeed within {}ms of virtual time (seed {})",
+                    "client {client}'s {what} did not succeed within {} ms of virtual time: {} \
+                     (seed {})",
                     deadline_us / MS,
+                    describe_attempts(p, self.cfg.request_timeout_us),
                     self.cfg.seed
                 );
             }
@@ -1823,6 +1977,17 @@ impl SimStore {
             Arc::new(CrashingEngine { inner, side, plan: self.crash.clone() })
         };
         Engines::new(wrap(kv, EngineSide::Kv), wrap(raft, EngineSide::Raft))
+    }
+
+    /// The file system for the store's snapshot files (its [`MemoryFs`], or
+    /// the real one with fjall), which crashes as the store's
+    /// [`CrashPlan`] says.
+    fn snapshot_fs(&self) -> Arc<dyn FileSystem> {
+        let inner: Arc<dyn FileSystem> = match &self.snap_fs {
+            Some(fs) => Arc::new(fs.clone()),
+            None => Arc::new(RealFs),
+        };
+        Arc::new(CrashingFs { inner, plan: self.crash.clone() })
     }
 }
 
@@ -1886,6 +2051,140 @@ impl Engine for CrashingEngine {
 /// The error text of a write interrupted by a simulated crash.
 const CRASH_MARK: &str = "simulated power loss during the write";
 
+fn power_is_out() -> std::io::Error {
+    std::io::Error::other(CRASH_MARK)
+}
+
+/// A file system whose sync fails as if the power went out in the middle
+/// of it, when the store's [`SnapIoPlan`] says so; once the power is out
+/// (here or in an engine), every change fails. Reads pass through.
+#[derive(Debug)]
+struct CrashingFs {
+    inner: Arc<dyn FileSystem>,
+    plan: CrashPlan,
+}
+
+impl CrashingFs {
+    fn check(plan: &CrashPlan, sync: bool) -> std::io::Result<()> {
+        if (sync && plan.on_snapshot_sync()) || plan.down.load(Ordering::Relaxed) {
+            return Err(power_is_out());
+        }
+        Ok(())
+    }
+}
+
+/// A file of a [`CrashingFs`].
+#[derive(Debug)]
+struct CrashingFile {
+    inner: Box<dyn WritableFile>,
+    plan: CrashPlan,
+}
+
+impl std::io::Write for CrashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CrashingFs::check(&self.plan, false)?;
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        CrashingFs::check(&self.plan, false)?;
+        self.inner.flush()
+    }
+}
+
+impl WritableFile for CrashingFile {
+    fn sync(&mut self) -> std::io::Result<()> {
+        CrashingFs::check(&self.plan, true)?;
+        self.inner.sync()
+    }
+}
+
+impl FileSystem for CrashingFs {
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        CrashingFs::check(&self.plan, false)?;
+        self.inner.create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+
+    fn create(&self, path: &std::path::Path) -> std::io::Result<Box<dyn WritableFile>> {
+        CrashingFs::check(&self.plan, false)?;
+        let inner = self.inner.create(path)?;
+        Ok(Box::new(CrashingFile { inner, plan: self.plan.clone() }))
+    }
+
+    fn open(&self, path: &std::path::Path) -> std::io::Result<Box<dyn ReadableFile>> {
+        self.inner.open(path)
+    }
+
+    fn exists(&self, path: &std::path::Path) -> bool {
+        self.inner.exists(path)
+    }
+
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        CrashingFs::check(&self.plan, false)?;
+        self.inner.rename(from, to)
+    }
+
+    fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
+        CrashingFs::check(&self.plan, false)?;
+        self.inner.remove(path)
+    }
+
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        CrashingFs::check(&self.plan, true)?;
+        self.inner.sync_dir(dir)
+    }
+}
+
+/// An ordinary crash of snapshot files: each unsynced directory change
+/// reached the disk or not, each file a random prefix of its unsynced
+/// bytes (all drawn from the simulation's RNG).
+struct RandomLoss<'a>(&'a mut Rng);
+
+impl CrashPolicy for RandomLoss<'_> {
+    fn keeps_change(&mut self, _path: &std::path::Path) -> bool {
+        self.0.range(0, 2) == 1
+    }
+
+    fn kept_bytes(&mut self, _path: &std::path::Path, unsynced: u64) -> u64 {
+        self.0.next_u64() % (unsynced + 1)
+    }
+}
+
+/// [`FsCrash::Tear`]: every directory change survives, and each file keeps
+/// a random part of its unsynced bytes, at least one and not all of them
+/// when it has two or more.
+struct TearFiles<'a>(&'a mut Rng);
+
+impl CrashPolicy for TearFiles<'_> {
+    fn keeps_change(&mut self, _path: &std::path::Path) -> bool {
+        true
+    }
+
+    fn kept_bytes(&mut self, _path: &std::path::Path, unsynced: u64) -> u64 {
+        if unsynced < 2 { 0 } else { 1 + self.0.next_u64() % (unsynced - 1) }
+    }
+}
+
+/// What a crash did to snapshot files, for a fault line ("" if nothing).
+fn describe_file_loss(report: &CrashReport) -> String {
+    if report.lost_changes == 0 && report.lost_bytes == 0 {
+        return String::new();
+    }
+    let mut out = format!(
+        "; snapshot files lost {} unsynced directory changes and {} unsynced bytes",
+        report.lost_changes, report.lost_bytes
+    );
+    if !report.torn.is_empty() {
+        let names: Vec<_> = report.torn.iter().filter_map(|p| p.file_name()?.to_str()).collect();
+        out += &format!(", torn: {}", names.join(", "));
+    }
+    out
+}
+
 /// The snapshot a snapshot message carries.
 fn snapshot_key(msg: &RaftMessage) -> Option<SnapKey> {
     let meta = msg.message.as_ref()?.snapshot.as_ref()?.metadata.as_ref()?;
@@ -1945,6 +2244,27 @@ fn command_in(region: &metapb::Region, store: u64, kind: &OpKind, key: &[u8]) ->
         },
     };
     RaftCmdRequest { header: Some(header), requests: vec![request], admin_request: None }
+}
+
+/// What the attempts of an operation that never succeeded got, for its
+/// failure message.
+fn describe_attempts(p: &Pending, timeout_us: u64) -> String {
+    let (unanswered, refused) = (p.unanswered, p.refused);
+    let mut s = format!(
+        "{} attempts, {unanswered} got no answer within the client's {} ms timeout, {refused} \
+         were refused",
+        p.attempts,
+        timeout_us / MS
+    );
+    if let Some(last) = &p.last_refusal {
+        s.push_str(&format!(" (the last with \"{last}\")"));
+    }
+    s.push_str(match (unanswered, refused) {
+        (0, _) => ": the stores answer, but never with success (no leader elected?)",
+        (_, 0) => ": no store answered (all down or cut off, or the leader never answers?)",
+        _ => "",
+    });
+    s
 }
 
 /// Whether `key` lies in `region`'s range.

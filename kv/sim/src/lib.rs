@@ -24,8 +24,8 @@ pub mod suite;
 pub mod workload;
 
 pub use crate::cluster::{
-    Cluster, ClusterConfig, EngineKind, EngineSide, FIRST_REGION, HARNESS_CLIENT, MS,
-    SCHEDULER_TICK_US, SEC, SchedulerChoice, SnapshotStats,
+    Cluster, ClusterConfig, EngineKind, EngineSide, FIRST_REGION, FsCrash, HARNESS_CLIENT, MS,
+    SCHEDULER_TICK_US, SEC, SchedulerChoice, SnapshotIo, SnapshotStats,
 };
 pub use crate::history::{History, OpKind, OpRecord, OpResult};
 pub use crate::network::SCHEDULER_NODE;

@@ -216,9 +216,11 @@ pub fn run(cluster: &mut Cluster, w: &Workload) -> Result<RunStats, String> {
                     }
                 }
                 if cluster.now() > deadline || !cluster.step() {
+                    let op = cluster.history.ops.iter().rev().find(|o| o.client == id);
+                    let what = op.map_or("operation".into(), |o| o.kind.to_string());
                     return Err(format!(
-                        "client {id}'s last operation of round {} did not finish within 30s \
-                         after the faults healed",
+                        "client {id}'s {what} (its last operation of round {}) did not finish \
+                         within 30 s of virtual time after the faults healed",
                         round + 1
                     ));
                 }

@@ -12,6 +12,7 @@
 
 use tinykv_engine::{Cf, keys};
 use tinykv_proto::raft_cmdpb::RaftCmdRequest;
+use tinykv_raftstore::Token;
 use tinykv_raftstore::error::response_error;
 use tinykv_sim::suite::SimTest;
 use tinykv_sim::workload::{self, Workload};
@@ -451,6 +452,356 @@ fn crash_while_persisting_loses_no_acknowledged_write_2b() {
                  then send)"
                 )),
             }
+        },
+    );
+}
+
+// ----- crash consistency, stale proposals, multi-request commands -----------
+
+/// Store `id`'s disks, as they are now: the applied index of region 1
+/// (from the apply state in the kv engine), and whether the kv engine's
+/// `default` data is exactly what applying the log (in the raft engine) up
+/// to that index gives.
+///
+/// # Errors
+///
+/// What differs: a key whose value on disk comes from an entry after the
+/// applied index (data written without its apply state: the peer applies
+/// that entry again after a restart), or a write of an applied entry that
+/// is missing (an apply state written without its data: a lost write).
+fn check_data_matches_applied_index(c: &Cluster, id: u64) -> Result<u64, String> {
+    /// One write of an entry to `default`: the key, and the value put
+    /// (`None` for a delete).
+    type Write = (Vec<u8>, Option<Vec<u8>>);
+    use prost::Message as _;
+    use raft::eraftpb::Entry;
+    use std::collections::BTreeMap;
+    use tinykv_proto::raft_cmdpb::CmdType;
+    use tinykv_proto::raft_serverpb::RaftApplyState;
+
+    const DOC: &str = "The data and the apply state must go in one kv batch (lab 2b, \"Two \
+                       engines, three states\", invariant 1)";
+    let (kv, raft) = (c.kv_engine(id), c.raft_engine(id));
+    let read = |e: &tinykv_engine::Result<Option<Vec<u8>>>| e.as_ref().ok().cloned().flatten();
+    let raw = read(&kv.get(Cf::Meta, &keys::apply_state_key(1)))
+        .ok_or_else(|| format!("store {id} has no apply state for region 1 on disk"))?;
+    let state = RaftApplyState::decode(raw.as_slice())
+        .map_err(|e| format!("store {id}'s apply state does not decode: {e}"))?;
+    let applied = state.applied_index;
+    let first = state.truncated_state.map_or(0, |t| t.index) + 1;
+    // The writes of entry `index` to `default`: (key, Some(value) or None
+    // for a delete); `None` if the raft engine has no such entry.
+    let writes = |index: u64| -> Option<Vec<Write>> {
+        let raw = read(&raft.get(Cf::Meta, &keys::raft_log_key(1, index)))?;
+        let e = Entry::decode(raw.as_slice()).expect("a raft log entry decodes");
+        let Ok(req) = RaftCmdRequest::decode(e.data.as_slice()) else { return Some(vec![]) };
+        let default = |cf: &str| Cf::parse_data(cf).is_ok_and(|cf| cf == Cf::Default);
+        Some(
+            req.requests
+                .iter()
+                .filter_map(|r| match (r.cmd_type(), &r.put, &r.delete) {
+                    (CmdType::Put, Some(p), _) if default(&p.cf) => {
+                        Some((p.key.clone(), Some(p.value.clone())))
+                    }
+                    (CmdType::Delete, _, Some(d)) if default(&d.cf) => Some((d.key.clone(), None)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    };
+    // Replay the log up to the applied index: the data the disk must hold.
+    let mut expected: BTreeMap<Vec<u8>, (Vec<u8>, u64)> = BTreeMap::new();
+    for index in first..=applied {
+        let ws = writes(index).ok_or_else(|| {
+            format!("store {id}'s raft log lacks entry {index}, below its applied index {applied}")
+        })?;
+        for (key, value) in ws {
+            match value {
+                Some(v) => expected.insert(key, (v, index)),
+                None => expected.remove(&key),
+            };
+        }
+    }
+    let mut actual: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for kv in kv.snapshot().iter(Cf::Default, b"", None) {
+        let (k, v) = kv.map_err(|e| format!("reading store {id}'s kv engine: {e}"))?;
+        actual.insert(k, v);
+    }
+    let keys: std::collections::BTreeSet<&Vec<u8>> = expected.keys().chain(actual.keys()).collect();
+    for key in keys {
+        let want = expected.get(key);
+        let got = actual.get(key);
+        if want.map(|(v, _)| v) == got {
+            continue;
+        }
+        let show = |v: Option<&Vec<u8>>| {
+            v.map_or("nothing".into(), |v| format!("{:?}", v.escape_ascii().to_string()))
+        };
+        let key_s = key.escape_ascii().to_string();
+        // Which later entry wrote what the disk holds?
+        let later = (applied + 1..)
+            .map_while(|i| writes(i).map(|w| (i, w)))
+            .find_map(|(i, w)| w.iter().any(|(k, v)| k == key && v.as_ref() == got).then_some(i));
+        return Err(match (later, want) {
+            (Some(i), _) => format!(
+                "after a crash, store {id}'s kv engine holds {key_s:?} = {}, written by entry {i}, \
+                 but its apply state on disk says applied index {applied}: the data of entry {i} \
+                 reached the disk without its apply state, so the restarted peer applies entry \
+                 {i} again (harmless for a put, not for the admin commands of labs 2c and 3b). \
+                 {DOC}",
+                show(got)
+            ),
+            (None, Some((v, i))) => format!(
+                "after a crash, store {id}'s apply state on disk says applied index {applied}, \
+                 but its kv engine holds {key_s:?} = {} where entry {i} wrote {}: the apply \
+                 state reached the disk without the data it covers, and the restarted peer will \
+                 never apply entry {i} again (a lost write). {DOC}",
+                show(got),
+                show(Some(v))
+            ),
+            (None, None) => format!(
+                "after a crash, store {id}'s kv engine holds {key_s:?} = {}, which no entry of \
+                 its log up to the applied index {applied} (nor after it) wrote",
+                show(got)
+            ),
+        });
+    }
+    Ok(applied)
+}
+
+/// A crash keeps the oldest unsynced batches of a disk, or none: whatever
+/// it keeps, the data on disk is exactly the log applied up to the applied
+/// index on disk (data and apply state are written in one batch). Three
+/// stores take puts and deletes of a few keys, one store after another
+/// crashes (then all at once) and its disks are checked before it
+/// restarts; every acknowledged write reads back at the end.
+#[test]
+fn data_and_apply_state_agree_on_disk_after_every_crash_2b() {
+    test("data_and_apply_state_agree_on_disk_after_every_crash_2b").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            let mut latest = std::collections::BTreeMap::new();
+            let mut n = 0u32;
+            for round in 0..24u32 {
+                for _ in 0..6 {
+                    n += 1;
+                    let key = format!("k{}", n % 5);
+                    if n.is_multiple_of(7) {
+                        c.run_op(1, OpKind::Delete { key: key.clone().into() }, 10 * SEC);
+                        latest.remove(&key);
+                    } else {
+                        let value = format!("v{n}");
+                        c.run_op(1, put(&key, &value), 10 * SEC);
+                        latest.insert(key, value);
+                    }
+                }
+                let ids = c.store_ids();
+                let victims =
+                    if round % 8 == 7 { ids } else { vec![ids[round as usize % ids.len()]] };
+                for &id in &victims {
+                    c.crash_store(id);
+                }
+                for &id in &victims {
+                    check_data_matches_applied_index(c, id)
+                        .map_err(|e| format!("crash {} (stores {victims:?}): {e}", round + 1))?;
+                }
+                for &id in &victims {
+                    c.restart_store(id);
+                }
+            }
+            for (key, value) in latest {
+                match c.run_op(1, get(&key), 10 * SEC) {
+                    OpResult::Value(Some(v)) if v == value.as_bytes() => {}
+                    other => {
+                        return Err(format!(
+                            "{key} was last written {value}, after the crashes it reads {other:?}"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// A leader is cut off with proposals in flight; the majority elects a
+/// new leader, whose entries take those indexes. After the heal the old
+/// leader applies the new leader's entries and must answer each of its
+/// proposals with `StaleCommand` (its client then retries at once,
+/// instead of waiting for a timeout), within a few seconds of virtual
+/// time, and none of them may take effect anywhere.
+#[test]
+fn overwritten_proposals_are_answered_with_stale_command_2b() {
+    /// Puts sent to the old leader once it is cut off.
+    const PROPOSALS: u64 = 3;
+    /// How long after the heal every one of them must be answered.
+    const BUDGET_US: u64 = 3 * SEC;
+    test("overwritten_proposals_are_answered_with_stale_command_2b").run(
+        5,
+        |cfg| cfg,
+        |c| {
+            c.run_op(1, put("k0", "v0"), 10 * SEC);
+            c.run_for(300 * MS);
+            let old = c.leader().ok_or("no leader after a write")?;
+            let others: std::collections::BTreeSet<u64> =
+                c.store_ids().into_iter().filter(|&s| s != old).collect();
+            c.fault(format!("store {old} (the leader) cut off"));
+            c.net.partition(vec![[old].into(), others]);
+            let raft_of = |c: &Cluster, id: u64| {
+                let peer = c.store(id).and_then(|s| s.peer(1)).expect("a peer of region 1");
+                (peer.term(), peer.raft_group.raft.raft_log.last_index())
+            };
+            let (term, last) = raft_of(c, old);
+            let first = last + 1;
+            let tokens: Vec<Token> = (0..PROPOSALS)
+                .map(|i| {
+                    let req = c.command(old, &put(&format!("lost{i}"), "x"));
+                    c.call_async(old, req)
+                })
+                .collect();
+            let mut answers: Vec<Option<tinykv_raftstore::CmdResponse>> =
+                tokens.iter().map(|_| None).collect();
+            let poll = |c: &mut Cluster, answers: &mut Vec<Option<_>>| {
+                for (slot, &t) in answers.iter_mut().zip(&tokens) {
+                    if slot.is_none() {
+                        *slot = c.answer(t);
+                    }
+                }
+            };
+            c.run_for(20 * MS);
+            poll(c, &mut answers);
+            let (_, old_last) = raft_of(c, old);
+            if old_last < first + PROPOSALS - 1 {
+                return Err(format!(
+                    "store {old}, the leader (term {term}) just cut off, was sent {PROPOSALS} \
+                     puts but its log ends at {old_last}, not {}: it should have proposed \
+                     them (they cannot commit)",
+                    first + PROPOSALS - 1
+                ));
+            }
+            // The majority elects a new leader, whose entries take the
+            // indexes of the old leader's proposals.
+            for i in 0..PROPOSALS + 2 {
+                c.run_op(2, put(&format!("new{i}"), "y"), 10 * SEC);
+            }
+            poll(c, &mut answers);
+            let new = c.leader().ok_or("no leader in the majority")?;
+            let (new_term, new_last) = raft_of(c, new);
+            if new == old || new_last < first + PROPOSALS - 1 {
+                return Err(format!(
+                    "the majority's leader is store {new} (term {new_term}, last index \
+                     {new_last}); expected a new leader whose log covers indexes {first}..={}",
+                    first + PROPOSALS - 1
+                ));
+            }
+            c.net.heal();
+            c.fault("partition healed".into());
+            let deadline = c.now() + BUDGET_US;
+            while answers.iter().any(Option::is_none) && c.now() < deadline && c.step() {
+                poll(c, &mut answers);
+            }
+            let peer = c.store(old).and_then(|s| s.peer(1)).ok_or("the old leader has no peer")?;
+            let applied = peer.storage().applied_index();
+            for (i, answer) in answers.iter().enumerate() {
+                let index = first + i as u64;
+                let now_term = peer.raft_group.raft.raft_log.term(index).unwrap_or(0);
+                let what = format!(
+                    "store {old}'s put lost{i}, proposed at index {index} in term {term} while \
+                     it was cut off (the new leader's entry at {index} has term {now_term}; \
+                     store {old} has applied up to {applied})"
+                );
+                let Some(resp) = answer else {
+                    return Err(format!(
+                        "{what} got no answer within {} ms of virtual time after the heal: a \
+                         proposal whose entry was replaced must be answered with StaleCommand \
+                         when the entry at its index (or a later one) applies, and it stays in \
+                         `proposals` when its peer loses the leadership (lab 2b, \"When a \
+                         proposal loses its entry\", \"Hints\")",
+                        BUDGET_US / MS
+                    ));
+                };
+                match response_error(&resp.resp) {
+                    Some(e) if e.stale_command.is_some() => {}
+                    Some(e) => {
+                        return Err(format!(
+                            "{what} was answered with {e:?}; expected region_error.stale_command \
+                             (lab 2b, \"When a proposal loses its entry\")"
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "{what} was answered with success, but another leader's entry took \
+                             its index: take_proposal must compare the term too (lab 2b, \
+                             \"When a proposal loses its entry\")"
+                        ));
+                    }
+                }
+            }
+            for id in c.store_ids() {
+                for i in 0..PROPOSALS {
+                    if stored(c, id, &format!("lost{i}")).is_some() {
+                        return Err(format!(
+                            "store {id} applied lost{i}, which only the cut-off old leader had \
+                             in its log"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// One command with several requests: its answers describe the state
+/// after all of its writes, in request order (a `Get` after a `Put` of
+/// the same key in one command reads the new value).
+#[test]
+fn a_command_reads_after_its_own_writes_2b() {
+    use tinykv_proto::raft_cmdpb::CmdType;
+    test("a_command_reads_after_its_own_writes_2b").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            c.run_op(1, put("a", "old"), 10 * SEC);
+            c.run_op(1, put("b", "old"), 10 * SEC);
+            c.run_for(200 * MS);
+            let leader = c.leader().ok_or("no leader")?;
+            // put a, get a, delete b, get b: one command.
+            let mut req = c.command(leader, &put("a", "new"));
+            let get_a = c.command(leader, &get("a")).requests[0].clone();
+            let del_b =
+                c.command(leader, &OpKind::Delete { key: b"b".to_vec() }).requests[0].clone();
+            let get_b = c.command(leader, &get("b")).requests[0].clone();
+            req.requests.extend([get_a, del_b, get_b]);
+            let resp = c.call(leader, req, 2 * SEC).ok_or("the leader never answered")?;
+            if let Some(e) = response_error(&resp.resp) {
+                return Err(format!("a command of four requests was refused: {e:?}"));
+            }
+            let got: Vec<(CmdType, Option<String>)> = resp
+                .resp
+                .responses
+                .iter()
+                .map(|r| {
+                    let value = r.get.as_ref().map(|g| g.value.escape_ascii().to_string());
+                    (r.cmd_type(), value)
+                })
+                .collect();
+            let want = vec![
+                (CmdType::Put, None),
+                (CmdType::Get, Some("new".to_string())),
+                (CmdType::Delete, None),
+                (CmdType::Get, Some(String::new())),
+            ];
+            if got != want {
+                return Err(format!(
+                    "the command [put a=new, get a, delete b, get b] on a=old, b=old \
+                     should answer {want:?}, answered {got:?}: one response per request, in \
+                     order, each read after the command's writes (lab 2b, \"Step 4\": write the \
+                     batch, then read_responses)"
+                ));
+            }
+            Ok(())
         },
     );
 }

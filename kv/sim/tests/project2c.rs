@@ -465,3 +465,221 @@ fn log_stays_bounded_under_a_long_run_2c() {
         },
     );
 }
+
+/// The syncs a store makes to receive a snapshot's files: one per CF
+/// file, the directory (the CF files' names), the meta file, and the
+/// directory again (the meta file's name, which makes the snapshot
+/// complete).
+const RECEIVE_SYNCS: u64 = 6;
+
+/// The faults so far that mention `what`.
+fn faults_with(c: &Cluster, what: &str) -> Vec<String> {
+    c.history.faults.iter().filter(|f| f.what.contains(what)).map(|f| f.what.clone()).collect()
+}
+
+/// Waits for the crash planned on store `id`, and checks it struck during
+/// `during` (a phrase of its fault line).
+fn wait_for_planned_crash(c: &mut Cluster, id: u64, during: &str) -> Result<(), String> {
+    wait_for(c, 5 * SEC, &format!("store {id} crashes {during}"), |c| !c.is_up(id))?;
+    if faults_with(c, &format!("store {id} crashed {during}")).is_empty() {
+        return Err(format!("store {id} went down, but not {during}: {:?}", c.history.faults));
+    }
+    Ok(())
+}
+
+/// Crashes store `down`, writes `n` keys `{prefix}{i}` = `v{i}` until the
+/// others' logs are compacted past everything it has, then crashes and
+/// restarts their leader too (a leader builds snapshots ahead of need: a
+/// new one has none), and returns the keys and the new leader, who must
+/// build the snapshot `down` needs. (A crashed store, unlike a cut-off
+/// one, comes back with its old term and deposes nobody.)
+fn write_while_down(
+    c: &mut Cluster,
+    down: u64,
+    prefix: &str,
+    n: u64,
+) -> Result<(Vec<String>, u64), String> {
+    let behind = last_index(c, down);
+    c.crash_store(down);
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let key = format!("{prefix}{i:03}");
+        c.must_put(key.as_bytes(), format!("v{i}").as_bytes());
+        keys.push(key);
+    }
+    let others: Vec<u64> = c.store_ids().into_iter().filter(|&id| id != down).collect();
+    wait_for(c, 5 * SEC, &format!("the cluster compacts its log past store {down}"), |c| {
+        others.iter().all(|&id| truncated(c, id) > behind)
+    })?;
+    let old = c.leader().ok_or("no leader")?;
+    c.crash_store(old);
+    c.restart_store(old);
+    wait_for(c, 5 * SEC, "a leader is elected after the restart", |c| c.leader().is_some())?;
+    Ok((keys, c.leader().ok_or("no leader")?))
+}
+
+/// Store `id` restarts; returns how many snapshots had been delivered then.
+fn restart_counting_snapshots(c: &mut Cluster, id: u64) -> u64 {
+    c.restart_store(id);
+    c.snapshot_stats.delivered
+}
+
+/// Every store is up and holds exactly the leader's data (any store may
+/// lead), its region `Normal`.
+fn wait_until_all_agree(c: &mut Cluster) -> Result<(), String> {
+    c.must_put(b"all agree", b"yes");
+    wait_for(c, 10 * SEC, "every store catches up", |c| {
+        let Some(leader) = c.leader() else { return false };
+        let want = data(c, leader);
+        c.store_ids().into_iter().all(|id| {
+            c.is_up(id)
+                && stored(c, id, "all agree").is_some()
+                && region_state(c, id) == PeerState::Normal
+                && data(c, id) == want
+        })
+    })
+}
+
+/// Every key written by `write_past_the_cut` (`keys[i]` = `v{i}`) is on
+/// every store.
+fn check_acknowledged(c: &Cluster, keys: &[String]) -> Result<(), String> {
+    for id in c.store_ids() {
+        for (i, key) in keys.iter().enumerate() {
+            let want = format!("v{i}");
+            if stored(c, id, key).as_deref() != Some(want.as_bytes()) {
+                return Err(format!(
+                    "store {id} lost the acknowledged write {key} = {want}: it has {:?}",
+                    stored(c, id, key)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The power goes out in the middle of writing snapshot files, before
+/// they are all durable: on a follower receiving a snapshot (at the
+/// directory sync that would have made the meta file's name durable: its
+/// files are written and synced, but the crash takes the snapshot away),
+/// then on a leader building one (at its first file sync). The crash
+/// loses the unsynced files; the restarted store keeps no trace of them
+/// and gets a fresh snapshot, and every acknowledged write ends up on
+/// every store.
+#[test]
+fn crash_loses_an_unsynced_snapshot_file_2c() {
+    use tinykv_sim::{FsCrash, SnapshotIo};
+    test("crash_loses_an_unsynced_snapshot_file_2c").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            c.must_put(b"k", b"v");
+            // A follower loses the snapshot it was receiving.
+            let keys = write_past_the_cut(c, 2, "r0 ", 2 * GC_LIMIT, "k")?;
+            c.crash_in_snapshot_io(2, SnapshotIo::Receive, RECEIVE_SYNCS, FsCrash::Lose);
+            c.net.heal();
+            wait_for_planned_crash(c, 2, "while receiving snapshot")?;
+            if let Some(fs) = c.snap_fs(2)
+                && fs.stats().lost_changes == 0
+            {
+                return Err("store 2's crash lost no unsynced snapshot file change".into());
+            }
+            let delivered = restart_counting_snapshots(c, 2);
+            if c.snap_fs(2).is_some() {
+                if faults_with(c, "store 2 removed").is_empty() {
+                    return Err(
+                        "store 2 restarted without removing the files of the snapshot it lost"
+                            .into(),
+                    );
+                }
+                let left = c.snaps(2).map(|s| s.list()).transpose().map_err(|e| e.to_string())?;
+                if left.as_ref().is_some_and(|l| !l.is_empty()) {
+                    return Err(format!("store 2 restarted with snapshots on disk: {left:?}"));
+                }
+            }
+            heal_and_catch_up(c, 2)?;
+            if c.snapshot_stats.delivered == delivered {
+                return Err("store 2 caught up without a fresh snapshot".into());
+            }
+            check_acknowledged(c, &keys)?;
+
+            // A leader loses the snapshot it was building.
+            let (keys, leader) = write_while_down(c, 3, "r1 ", 2 * GC_LIMIT)?;
+            c.crash_in_snapshot_io(leader, SnapshotIo::Build, 1, FsCrash::Lose);
+            c.restart_store(3);
+            wait_for_planned_crash(c, leader, "in the middle of GenSnapshot")?;
+            if let Some(fs) = c.snap_fs(leader)
+                && fs.stats().lost_changes == 0
+            {
+                return Err(format!(
+                    "store {leader}'s crash lost no unsynced snapshot file change"
+                ));
+            }
+            heal_and_catch_up(c, 3)?;
+            c.restart_store(leader);
+            wait_until_all_agree(c)?;
+            check_acknowledged(c, &keys)
+        },
+    );
+}
+
+/// The power goes out while a snapshot file is written, and the crash
+/// leaves it half-written on disk: on a follower receiving a snapshot,
+/// then on a leader building one (both at the sync of the first CF file,
+/// which holds the data). The torn file must never be applied or sent:
+/// the restarted store removes it, keeps its data as it was, gets (or
+/// builds) a fresh snapshot and catches up.
+#[test]
+fn crash_leaves_a_torn_snapshot_file_2c() {
+    use tinykv_sim::{FsCrash, SnapshotIo};
+    test("crash_leaves_a_torn_snapshot_file_2c").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            c.must_put(b"k", b"v");
+            let keys = write_past_the_cut(c, 2, "r0 ", 2 * GC_LIMIT, "k")?;
+            c.crash_in_snapshot_io(2, SnapshotIo::Receive, 1, FsCrash::Tear);
+            c.net.heal();
+            wait_for_planned_crash(c, 2, "while receiving snapshot")?;
+            if let Some(fs) = c.snap_fs(2)
+                && fs.stats().torn_files == 0
+            {
+                return Err("store 2's crash left no torn snapshot file".into());
+            }
+            let delivered = restart_counting_snapshots(c, 2);
+            if faults_with(c, "store 2 removed").is_empty() {
+                return Err("store 2 restarted and kept the torn snapshot file".into());
+            }
+            let on_disk = c.snaps(2).map(|s| s.list()).transpose().map_err(|e| e.to_string())?;
+            if on_disk.as_ref().is_some_and(|l| !l.is_empty())
+                || region_state(c, 2) != PeerState::Normal
+            {
+                return Err(format!(
+                    "store 2 restarted with snapshots {on_disk:?} on disk and its region {:?}: \
+                     it must not keep a snapshot it never received whole",
+                    region_state(c, 2)
+                ));
+            }
+            heal_and_catch_up(c, 2)?;
+            if c.snapshot_stats.delivered == delivered {
+                return Err("store 2 caught up without a fresh snapshot".into());
+            }
+            check_acknowledged(c, &keys)?;
+
+            let (keys, leader) = write_while_down(c, 3, "r1 ", 2 * GC_LIMIT)?;
+            c.crash_in_snapshot_io(leader, SnapshotIo::Build, 1, FsCrash::Tear);
+            c.restart_store(3);
+            wait_for_planned_crash(c, leader, "in the middle of GenSnapshot")?;
+            if let Some(fs) = c.snap_fs(leader)
+                && fs.stats().torn_files == 0
+            {
+                return Err(format!("store {leader}'s crash left no torn snapshot file"));
+            }
+            c.restart_store(leader);
+            if faults_with(c, &format!("store {leader} removed")).is_empty() {
+                return Err(format!("store {leader} restarted and kept the torn snapshot file"));
+            }
+            wait_until_all_agree(c)?;
+            check_acknowledged(c, &keys)
+        },
+    );
+}

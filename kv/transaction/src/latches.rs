@@ -66,6 +66,12 @@ impl Latches {
     pub fn acquired(&self) -> Vec<Vec<Vec<u8>>> {
         self.lock().log.clone()
     }
+
+    /// The keys latched now, sorted (for tests: what a storage sees held
+    /// while a command reads or writes).
+    pub fn held(&self) -> Vec<Vec<u8>> {
+        self.lock().held.iter().cloned().collect()
+    }
 }
 
 impl Drop for LatchGuard<'_> {

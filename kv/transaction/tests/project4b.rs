@@ -651,3 +651,136 @@ fn every_modified_key_was_latched_4b() {
         );
     }
 }
+
+/// What a [`LatchWatch`] storage saw held when a command used it.
+#[derive(Debug, Clone, PartialEq)]
+enum Access {
+    /// A reader was made while these keys were latched.
+    Read { held: Vec<Vec<u8>> },
+    /// A batch modifying these user keys was written while these keys
+    /// were latched.
+    Write { modified: Vec<Vec<u8>>, held: Vec<Vec<u8>> },
+}
+
+/// A storage that, on each `reader` and `write`, notes which keys its
+/// store has latched at that moment (the store is set after it is built,
+/// since `TxnStore::new` takes the storage).
+#[derive(Debug, Default)]
+struct LatchWatch {
+    inner: MemStorage,
+    store: std::sync::OnceLock<std::sync::Weak<TxnStore>>,
+    seen: std::sync::Mutex<Vec<Access>>,
+}
+
+impl LatchWatch {
+    fn held(&self) -> Vec<Vec<u8>> {
+        let store = self.store.get().and_then(std::sync::Weak::upgrade);
+        store.map(|s| s.latches.held()).unwrap_or_default()
+    }
+
+    fn note(&self, access: Access) {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(access);
+    }
+}
+
+impl tinykv_storage::Storage for LatchWatch {
+    fn write(
+        &self,
+        ctx: &tinykv_storage::Context,
+        batch: Vec<Modify>,
+    ) -> tinykv_storage::Result<()> {
+        let modified: BTreeSet<Vec<u8>> = batch
+            .iter()
+            .map(|m| match m.cf() {
+                Cf::Lock => m.key().to_vec(),
+                _ => decode_user_key(m.key()).expect("an MVCC key in default or write"),
+            })
+            .collect();
+        self.note(Access::Write { modified: modified.into_iter().collect(), held: self.held() });
+        self.inner.write(ctx, batch)
+    }
+
+    fn reader(
+        &self,
+        ctx: &tinykv_storage::Context,
+    ) -> tinykv_storage::Result<Box<dyn tinykv_storage::StorageReader>> {
+        self.note(Access::Read { held: self.held() });
+        self.inner.reader(ctx)
+    }
+}
+
+/// Runs `command` on a store over `s` and returns its answer and what the
+/// storage saw latched at each read and write.
+fn watch_latches<A>(s: &MemStorage, command: impl FnOnce(&TxnStore) -> A) -> (A, Vec<Access>) {
+    let watch = Arc::new(LatchWatch { inner: s.clone(), ..LatchWatch::default() });
+    let store = Arc::new(TxnStore::new(watch.clone()));
+    watch.store.set(Arc::downgrade(&store)).expect("set once");
+    let answer = command(&store);
+    let seen = watch.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    (answer, seen)
+}
+
+/// Asserts that `what` read only while `keys` were latched, and wrote one
+/// batch, of those keys, while they were still latched.
+fn check_latched_throughout(what: &str, keys: &[&[u8]], seen: &[Access]) {
+    let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+    let latched = |held: &[Vec<u8>]| keys.iter().all(|k| held.contains(k));
+    let writes: Vec<_> = seen.iter().filter(|a| matches!(a, Access::Write { .. })).collect();
+    assert!(
+        writes.len() == 1,
+        "{what}: expected one write to the storage, got {} (accesses: {seen:?}); {DOC}",
+        writes.len()
+    );
+    for access in seen {
+        match access {
+            Access::Read { held } => assert!(
+                latched(held),
+                "{what}: it read the storage while only {held:?} were latched, expected {keys:?}: \
+                 take the latches before making the reader (the MvccTxn), or another command \
+                 can change the keys between this one's check and its write; {DOC} \
+                 (\"Latches\")"
+            ),
+            Access::Write { modified, held } => {
+                assert!(
+                    latched(held),
+                    "{what}: its batch (of keys {modified:?}) reached the storage while only \
+                     {held:?} were latched, expected {keys:?}: hold the latch guard until the \
+                     write is done (a command that released them early lets another one \
+                     read the old data, see no lock, and write over it); {DOC} (\"Latches\", \
+                     \"Hints (4b)\")"
+                );
+                check_eq!(*modified, keys, "{what}: the user keys its batch modifies");
+            }
+        }
+    }
+}
+
+/// A prewrite reads and writes with every mutation's key latched (a
+/// prewrite that let the guard go before its write lets a second prewrite
+/// of the key see no lock and lock it too).
+#[test]
+fn prewrite_holds_its_latches_until_its_write_is_stored_4b() {
+    let (s, _) = setup();
+    let what = "the prewrite of k, j at 10";
+    let (answer, seen) = watch_latches(&s, |store| {
+        prewrite(store, vec![put_req(b"k", b"10"), put_req(b"j", b"10")], b"k", 10, 100)
+    });
+    check_eq!(answer, ok_prewrite(), "{what}");
+    check_latched_throughout(what, &[b"j", b"k"], &seen);
+    let lock = lock_of(b"k", 10, 100, WriteKind::Put).to_bytes();
+    check_eq!(s.pairs(Cf::Lock), vec![pair(b"j", &lock), pair(b"k", &lock)], "the lock CF");
+}
+
+/// A commit reads and writes with its keys latched (a commit that let
+/// the guard go before its write lets a rollback or another commit of
+/// the key read the lock it is about to remove).
+#[test]
+fn commit_holds_its_latches_until_its_write_is_stored_4b() {
+    let (s, _) = setup();
+    prewritten_put(&s, b"k", b"10", b"k", 10);
+    let what = "the commit of k (started at 10) at 15";
+    let (answer, seen) = watch_latches(&s, |store| commit(store, &[b"k"], 10, 15));
+    check_eq!(answer, ok_commit(), "{what}");
+    check_latched_throughout(what, &[b"k"], &seen);
+    check_eq!(s.pairs(Cf::Lock), Vec::<(Vec<u8>, Vec<u8>)>::new(), "the lock CF after the commit");
+}
