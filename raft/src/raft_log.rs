@@ -294,7 +294,7 @@ impl<T: Storage> RaftLog<T> {
     /// hint where its log may still match the leader's; the leader uses it
     /// again on its own log to skip whole conflicting terms.
     pub fn find_conflict_by_term(&self, index: u64, term: u64) -> u64 {
-        // SOLUTION BEGIN lab 2ab
+        // SOLUTION BEGIN lab 2aa
         let mut i = index.min(self.last_index());
         loop {
             match self.term(i) {
@@ -304,7 +304,7 @@ impl<T: Storage> RaftLog<T> {
         }
         // SOLUTION STUB
         // let _ = (index, term);
-        // todo!("lab 2ab: RaftLog::find_conflict_by_term (raft/src/raft_log.rs)")
+        // todo!("lab 2aa: RaftLog::find_conflict_by_term (raft/src/raft_log.rs)")
         // SOLUTION END
     }
 
