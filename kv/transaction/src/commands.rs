@@ -187,7 +187,8 @@ impl TxnStore {
     /// 3. otherwise stage it: a `Put` stores its value
     ///    ([`MvccTxn::put_value`]); a `Del` stores none; both lock the key
     ///    (`Lock { primary: primary_lock, ts: start_version, ttl:
-    ///    lock_ttl, kind }`, kind `Put` or `Delete`).
+    ///    lock_ttl, kind }`, kind `Put` or `Delete`); any other op
+    ///    (`Rollback`, `Lock`) is an `abort` error naming it.
     ///
     /// One `KeyError` per failing mutation; if there is any, write nothing.
     ///

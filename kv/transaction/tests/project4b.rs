@@ -784,3 +784,28 @@ fn commit_holds_its_latches_until_its_write_is_stored_4b() {
     check_latched_throughout(what, &[b"k"], &seen);
     check_eq!(s.pairs(Cf::Lock), Vec::<(Vec<u8>, Vec<u8>)>::new(), "the lock CF after the commit");
 }
+
+/// A mutation whose op is neither `Put` nor `Del` (the server refuses
+/// them, but `TxnStore` is also called directly): an `abort` error that
+/// names the op, one per such mutation, and nothing is written, not even
+/// the good mutation's lock.
+#[test]
+fn prewrite_of_another_op_is_an_abort_4b() {
+    let (s, store) = setup();
+    for op in [Op::Rollback, Op::Lock] {
+        let bad = Mutation { op: op as i32, key: b"b".to_vec(), value: Vec::new() };
+        let got = prewrite(&store, vec![put_req(b"a", b"1"), bad], b"a", 10, 100);
+        let what = format!("a prewrite at 10 of a Put of a and a {op:?} of b");
+        assert!(
+            got.region_error.is_none() && got.errors.len() == 1,
+            "{what}: expected one KeyError (for b), got {got:?}; {DOC}"
+        );
+        let abort = &got.errors[0].abort;
+        assert!(
+            abort.contains(&format!("{op:?}")),
+            "{what}: expected an abort naming {op:?}, got {:?}; {DOC}",
+            got.errors[0]
+        );
+        check_eq!(s.written(), no_writes(), "{what}: the storage writes");
+    }
+}
