@@ -189,19 +189,24 @@ fn write_past_the_cut(
     Ok(keys)
 }
 
-/// The cluster heals, and the cut-off store catches up: it holds every
-/// pair the leader holds, and applies no snapshot.
+/// The cluster heals, and store `cut` (cut off, or crashed and
+/// restarted) catches up: a leader takes a put, and every running store,
+/// `cut` among them, holds it and the same pairs as `cut`, whose region
+/// is not left half applied (`Applying`). `cut` may be the leader itself
+/// (a restarted store can win an election), so it is compared with all
+/// the others, not just with the leader.
 fn heal_and_catch_up(c: &mut Cluster, cut: u64) -> Result<(), String> {
     c.net.heal();
     c.fault("healed".into());
     c.must_put(b"after heal", b"yes");
     wait_for(c, 10 * SEC, &format!("store {cut} catches up after the heal"), |c| {
-        let Some(leader) = c.leader() else { return false };
-        c.is_up(cut)
-            && leader != cut
-            && stored(c, cut, "after heal").is_some()
+        let up: Vec<u64> = c.store_ids().into_iter().filter(|&id| c.is_up(id)).collect();
+        c.leader().is_some()
+            && up.contains(&cut)
+            && up.len() > 1
             && region_state(c, cut) == PeerState::Normal
-            && data(c, cut) == data(c, leader)
+            && up.iter().all(|&id| stored(c, id, "after heal").is_some())
+            && up.iter().all(|&id| data(c, id) == data(c, cut))
     })
 }
 
