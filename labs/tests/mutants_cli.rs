@@ -171,7 +171,7 @@ fn a_run_reports_each_outcome_and_fails_on_a_survivor() {
     let total = &json["total"];
     assert_eq!(
         (total["killed"].as_u64(), total["survived"].as_u64(), total["unviable"].as_u64()),
-        (Some(1), Some(1), Some(0 + 1)),
+        (Some(1), Some(1), Some(1)),
         "{json:#}"
     );
     let survivors = json["survivors"].as_array().unwrap();
