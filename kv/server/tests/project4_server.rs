@@ -216,9 +216,16 @@ fn bad_scan_and_recovery_requests_are_clear_errors_4c() {
     let huge_key = vec![b'k'; MAX_KEY_SIZE_BYTES + 1];
     let scan = server.kv_scan(requests::scan(&huge_key, 1, 10));
     assert!(scan.region_error.is_some(), "KvScan with an oversized start key; {DOC}");
+    let scan = server.kv_scan(requests::scan(b"", 0, 10));
     assert!(
-        server.kv_scan(requests::scan(b"", 0, 10)).pairs.is_empty(),
-        "a scan with limit 0 is fine and empty; {DOC}"
+        scan.region_error.is_none() && scan.pairs.is_empty(),
+        "a scan with limit 0 is fine and empty, got {scan:?}; {DOC}"
+    );
+    let scan = server.kv_scan(requests::scan(b"", MAX_SCAN_LIMIT, 10));
+    assert!(
+        scan.region_error.is_none(),
+        "a scan with limit {MAX_SCAN_LIMIT} (the maximum itself) is fine, got {:?}; {DOC}",
+        scan.region_error
     );
 
     let status = server.kv_check_txn_status(requests::check_txn_status(b"", 10, 20));
