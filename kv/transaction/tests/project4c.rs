@@ -125,8 +125,37 @@ fn resolve(store: &TxnStore, start: u64, commit: u64) -> ResolveLockResponse {
     store.kv_resolve_lock(&requests::resolve_lock(start, commit))
 }
 
+/// Runs `f` on its own thread: a scan that makes no progress (a
+/// `Scanner::next` that loops without consuming the key's lock or write
+/// entries) fails here after a few seconds with a message naming `what`,
+/// instead of hanging until the runner kills the test. A scan that
+/// finishes takes microseconds; the wall clock only matters for one that
+/// never does.
+fn without_hanging<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The receiver may be gone: the test gave up on this scan.
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(answer) => answer,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+            "{what}: no answer within {LIMIT:?}: Scanner::next must consume every lock and \
+             write entry of the key it looks at, or it finds the same key again forever; {DOC}"
+        ),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("{what}: it panicked (the message is above)")
+        }
+    }
+}
+
+/// `KvScan`, on a store over the same storage (see [`without_hanging`]).
 fn scan(store: &TxnStore, start_key: &[u8], limit: u32, version: u64) -> ScanResponse {
-    store.kv_scan(&requests::scan(start_key, limit, version))
+    let req = requests::scan(start_key, limit, version);
+    let storage = store.storage.clone();
+    let what = format!("a scan from \"{}\", limit {limit}, at {version}", start_key.escape_ascii());
+    without_hanging(&what, move || TxnStore::new(storage).kv_scan(&req))
 }
 
 fn ok_rollback() -> BatchRollbackResponse {
@@ -1350,12 +1379,15 @@ fn scanner_yields_items_then_none_4c() {
     s.put_write_record(b"d", WriteKind::Rollback, 6, 6);
     s.put_lock(b"e", &lock_of(b"c", 5, 77, WriteKind::Delete));
     s.put_lock(b"f", &lock_of(b"f", 50, 1, WriteKind::Put));
-    let reader = s.reader(&Context::default()).expect("an in-memory reader");
-    let mut scanner = Scanner::new(reader, b"", 10);
-    let mut items = Vec::new();
-    for _ in 0..4 {
-        items.push(scanner.next().expect("Scanner::next over good data"));
-    }
+    let (items, ends) = without_hanging("Scanner from \"\" at 10", move || {
+        let reader = s.reader(&Context::default()).expect("an in-memory reader");
+        let mut scanner = Scanner::new(reader, b"", 10);
+        let items: Vec<_> =
+            (0..4).map(|_| scanner.next().expect("Scanner::next over good data")).collect();
+        let ends: Vec<_> =
+            (0..3).map(|_| scanner.next().expect("Scanner::next at the end")).collect();
+        (items, ends)
+    });
     check_eq!(
         items,
         vec![
@@ -1367,12 +1399,8 @@ fn scanner_yields_items_then_none_4c() {
         "Scanner from \"\" at 10: a = 1@2, 1b@4; b deleted; c = 3@2 locked at 5; d = 4@2, \
          rollback@6; e locked at 5; f locked at 50"
     );
-    for call in 1..=3 {
-        check_eq!(
-            scanner.next().expect("Scanner::next at the end"),
-            None,
-            "Scanner::next call {call} after the last item"
-        );
+    for (call, end) in (1..).zip(ends) {
+        check_eq!(end, None, "Scanner::next call {call} after the last item");
     }
 }
 
@@ -1385,13 +1413,19 @@ fn scanner_from_a_start_key_4c() {
     s.put_committed(b"b", b"2new", 7, 8);
     s.put_lock(b"bb", &lock_of(b"x", 3, 5, WriteKind::Put));
     s.put_committed(b"c", b"3", 1, 2);
-    let reader = s.reader(&Context::default()).expect("an in-memory reader");
-    let mut scanner = Scanner::new(reader, b"b", 5);
-    let mut items = Vec::new();
-    while let Some(item) = scanner.next().expect("Scanner::next over good data") {
-        items.push(item);
-        assert!(items.len() <= 10, "Scanner from b at 5 over 3 keys: more than 10 items; {DOC}");
-    }
+    let items = without_hanging("Scanner from b at 5", move || {
+        let reader = s.reader(&Context::default()).expect("an in-memory reader");
+        let mut scanner = Scanner::new(reader, b"b", 5);
+        let mut items = Vec::new();
+        while let Some(item) = scanner.next().expect("Scanner::next over good data") {
+            items.push(item);
+            assert!(
+                items.len() <= 10,
+                "Scanner from b at 5 over 3 keys: more than 10 items; {DOC}"
+            );
+        }
+        items
+    });
     check_eq!(
         items,
         vec![
