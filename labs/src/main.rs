@@ -158,8 +158,8 @@ enum Cmd {
         /// of the tree (a cold build each).
         #[arg(long, short = 'j', value_name = "J", default_value_t = 1)]
         jobs: usize,
-        /// Per-mutant test timeout in seconds (default: cargo-mutants'
-        /// own, from the unmutated run's time).
+        /// Per-mutant test timeout in seconds (default: five times the
+        /// graded tests' time on the unmutated tree, at least 20 s).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
         /// Only list the mutants (and which are listed as equivalent).

@@ -346,9 +346,9 @@ pub fn regex_escape(text: &str) -> String {
     out
 }
 
-/// The cargo-mutants config that tests each mutant with the lab's graded
-/// tests only and examines exactly `names`.
-fn config_toml(lab: &Lab, names: &[&str]) -> Result<String> {
+/// The packages holding the lab's suites, and the `cargo test` arguments
+/// after the packages that run exactly its graded tests.
+fn suite_selection(lab: &Lab) -> Result<(Vec<String>, Vec<String>)> {
     let mut packages = BTreeSet::new();
     let mut targets = BTreeSet::new();
     for s in &lab.suites {
@@ -362,15 +362,65 @@ fn config_toml(lab: &Lab, names: &[&str]) -> Result<String> {
     test_args.push("--".into());
     test_args.push("--exact".into());
     test_args.extend(lab.tests.iter().map(|t| t.name.clone()));
+    Ok((packages.into_iter().collect(), test_args))
+}
+
+/// The cargo-mutants config that tests each mutant with the lab's graded
+/// tests only and examines exactly `names`.
+fn config_toml(lab: &Lab, names: &[&str]) -> Result<String> {
+    let (packages, test_args) = suite_selection(lab)?;
     let examine: Vec<String> = names.iter().map(|n| format!("^{}$", regex_escape(n))).collect();
     let mut table = toml::Table::new();
     let strings =
         |v: Vec<String>| toml::Value::Array(v.into_iter().map(toml::Value::String).collect());
-    table.insert("test_package".into(), strings(packages.into_iter().collect()));
+    table.insert("test_package".into(), strings(packages));
     table.insert("additional_cargo_test_args".into(), strings(test_args));
     table.insert("examine_re".into(), strings(examine));
     toml::to_string(&table)
         .map_err(|e| Error::msg(format!("writing the cargo-mutants config: {e}")))
+}
+
+/// The lowest per-mutant test timeout, and how many times the unmutated
+/// suites' time a mutant may take (cargo-mutants' own defaults).
+const MIN_TIMEOUT_SECS: u64 = 20;
+const TIMEOUT_MULTIPLIER: f64 = 5.0;
+
+/// Builds and runs the lab's graded tests on the unmutated mirror, the way
+/// cargo-mutants runs them for each mutant; the per-mutant timeout from
+/// the time they took. (cargo-mutants' own baseline tests only the mutated
+/// packages, which fails when a lab's suites live in another package, as
+/// the simulator's do: so it runs with `--baseline=skip`.)
+fn baseline(lab: &Lab, tree: &Path, target: &Path) -> Result<u64> {
+    let (packages, test_args) = suite_selection(lab)?;
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo_test = |extra: &[&str]| -> Result<(std::process::ExitStatus, Duration)> {
+        let mut cmd = Command::new(&program);
+        cmd.arg("test").current_dir(tree).env("CARGO_TARGET_DIR", target);
+        for p in &packages {
+            cmd.arg(format!("--package={p}"));
+        }
+        let (before, after) =
+            test_args.split_at(test_args.iter().position(|a| a == "--").unwrap_or(0));
+        cmd.args(before).args(extra).args(after);
+        let started = Instant::now();
+        let status = cmd.status().map_err(|e| Error::msg(format!("running cargo test: {e}")))?;
+        Ok((status, started.elapsed()))
+    };
+    eprintln!("building the unmutated tree and running lab {}'s graded tests on it", lab.id);
+    let (built, _) = cargo_test(&["--no-run"])?;
+    if !built.success() {
+        bail!("the unmutated tree does not build ({built}): fix it before testing mutants");
+    }
+    let (passed, took) = cargo_test(&[])?;
+    if !passed.success() {
+        bail!(
+            "lab {}'s graded tests fail on the unmutated tree ({passed}): a mutant can only be \
+             judged against suites that pass",
+            lab.id
+        );
+    }
+    let secs = (took.as_secs_f64() * TIMEOUT_MULTIPLIER).ceil() as u64;
+    Ok(secs.max(MIN_TIMEOUT_SECS))
 }
 
 /// Mirrors the course tree into `dst`: files whose content differs are
@@ -552,9 +602,11 @@ pub fn run(m: &Manifest, opts: &Options) -> Result<Report> {
         } else {
             args.push("--in-place".into());
         }
-        if let Some(t) = opts.timeout {
-            args.push(format!("--timeout={t}"));
-        }
+        let measured = baseline(lab, &tree, &target)?;
+        let timeout = opts.timeout.unwrap_or(measured);
+        args.push("--baseline=skip".into());
+        args.push(format!("--timeout={timeout}"));
+        eprintln!("each mutant's tests get {timeout} s");
         let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         // Progress goes straight to the terminal.
         let status = Command::new(program)

@@ -32,7 +32,12 @@ adds_zero_1 = 5
 /// Answers `cargo mutants …` the way cargo-mutants 27 does, from the files
 /// in `$FAKE_LOG`; records each call there.
 const FAKE_CARGO: &str = r#"#!/bin/sh
-[ "$1" = mutants ] || { echo "fake cargo: only mutants" >&2; exit 90; }
+if [ "$1" = test ]; then
+  echo "$*" >> "$FAKE_LOG/tests"
+  [ -e "$FAKE_LOG/baseline-fails" ] && case "$*" in *--no-run*) ;; *) exit 101;; esac
+  exit 0
+fi
+[ "$1" = mutants ] || { echo "fake cargo: only test and mutants" >&2; exit 90; }
 shift
 echo "$*" >> "$FAKE_LOG/calls"
 case "$1" in
@@ -166,6 +171,15 @@ fn a_run_reports_each_outcome_and_fails_on_a_survivor() {
     );
     let calls = read(&log.join("calls"));
     assert!(calls.contains("--in-place") && calls.contains("--in-diff="), "{calls}");
+    // The baseline is ours (cargo-mutants' would test only the mutated
+    // package): a build, then the graded tests, as each mutant gets them.
+    assert!(calls.contains("--baseline=skip") && calls.contains("--timeout=20"), "{calls}");
+    let tests = read(&log.join("tests"));
+    assert!(
+        tests.contains("test --package=fx --test=project1 --no-run -- --exact"),
+        "the baseline build: {tests}"
+    );
+    assert!(tests.contains("test --package=fx --test=project1 -- --exact"), "{tests}");
 
     let json: serde_json::Value = serde_json::from_str(&read(&report)).unwrap();
     let total = &json["total"];
@@ -239,6 +253,11 @@ fn clear_errors_for_a_missing_cargo_mutants_an_unknown_lab_and_a_bad_list() {
     let (code, out) = labs(root, log, &["--lab", "1", "--list"]);
     assert_ne!(code, 0);
     assert!(out.contains("labs/equivalent-mutants.toml: f `m` has no `why`"), "{out}");
+    write(root, "labs/equivalent-mutants.toml", "");
+    write(log, "baseline-fails", "");
+    let (code, out) = labs(root, log, &["--lab", "1"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("lab 1's graded tests fail on the unmutated tree"), "{out}");
     write(log, "missing", "");
     let (code, out) = labs(root, log, &["--lab", "1", "--list"]);
     assert_ne!(code, 0);
