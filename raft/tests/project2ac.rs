@@ -406,3 +406,67 @@ fn random_crashes_keep_raft_safe_2ac() {
     assert!(stats.restarts >= stats.runs, "the runs should restart nodes: {stats:?}");
     assert!(stats.entries_applied >= 50 * stats.runs, "the runs should commit entries: {stats:?}");
 }
+
+/// `has_ready` is true for each kind of news on its own: a soft state or a
+/// hard state that differs from the last one handed out, unstable
+/// entries, a pending snapshot (the other two kinds, committed entries and
+/// messages, are checked alone by the restart and heartbeat tests). The
+/// test makes each one by hand on a quiet follower and undoes it.
+#[test]
+fn each_kind_of_news_alone_makes_a_ready_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1, 2, 3]);
+    let mut node = RawNode::new(&config(1, vec![1, 2, 3]), storage).expect("RawNode::new");
+    assert!(!node.has_ready(), "a fresh follower has nothing to report. {SECTION}");
+    let quiet = |node: &RawNode<MemoryStorage>, after: &str| {
+        assert!(!node.has_ready(), "{after}, has_ready() must be false again. {SECTION}");
+    };
+
+    let soft = node.prev_soft_state;
+    node.prev_soft_state = raft::SoftState { lead: 3, ..soft };
+    assert!(
+        node.has_ready(),
+        "the soft state (no leader) differs from the last one handed out (leader 3), and \
+         nothing else is new: has_ready() must be true. {SECTION}"
+    );
+    node.prev_soft_state = soft;
+    quiet(&node, "with the soft state put back");
+
+    let hard = node.prev_hard_state;
+    node.prev_hard_state = HardState { term: hard.term + 1, ..hard };
+    assert!(
+        node.has_ready(),
+        "the hard state differs from the last one handed out (term {} there, {} now), and \
+         nothing else is new: has_ready() must be true. {SECTION}",
+        hard.term + 1,
+        hard.term
+    );
+    node.prev_hard_state = hard;
+    quiet(&node, "with the hard state put back");
+
+    node.raft.raft_log.append(&[entry(0, 1, b"unstable")]);
+    assert!(
+        node.has_ready(),
+        "an entry waits to be persisted (index 1, term 0, appended by the test), and nothing \
+         else is new: has_ready() must be true. {SECTION}"
+    );
+    let rd = node.ready();
+    assert_eq!(data_of(&rd.entries), vec![(1, b"unstable".to_vec())], "Ready.entries. {SECTION}");
+    assert!(rd.hard_state.is_none() && rd.messages.is_empty(), "only the entry is new. {SECTION}");
+}
+
+/// A snapshot waiting to be applied is news on its own.
+#[test]
+fn a_pending_snapshot_alone_makes_a_ready_2ac() {
+    let storage = MemoryStorage::new_with_conf_state(vec![1, 2, 3]);
+    let mut node = RawNode::new(&config(1, vec![1, 2, 3]), storage).expect("RawNode::new");
+    assert!(!node.has_ready(), "a fresh follower has nothing to report. {SECTION}");
+    let mut snap = raft::eraftpb::Snapshot::default();
+    snap.metadata.get_or_insert_default().index = 5;
+    snap.metadata.get_or_insert_default().term = 1;
+    node.raft.raft_log.pending_snapshot = Some(snap);
+    assert!(
+        node.has_ready(),
+        "a snapshot waits to be applied (set by the test), and nothing else is new: \
+         has_ready() must be true. {SECTION}"
+    );
+}
