@@ -1246,3 +1246,26 @@ fn same_seed_replays_the_same_run_2aa() {
     );
     assert_ne!(a.digest, run_one(seed + 1, f).digest, "seeds {seed} and {} ran the same", seed + 1);
 }
+
+/// The rejection hint: the last index at most `index` (and at most the
+/// last index) whose term is at most `term`.
+#[test]
+fn find_conflict_by_term_finds_the_hint_2aa() {
+    let store = MemoryStorage::new_with_conf_state(ids(3));
+    let log = [(1, 1), (2, 1), (3, 2), (4, 3), (5, 3)];
+    store.append(&log.map(|(i, t)| entry(t, i))).expect("append to MemoryStorage");
+    let r = Raft::new(&config(1), store).expect("Raft::new");
+    for ((index, term), want) in
+        [((5, 3), 5), ((5, 2), 3), ((4, 1), 2), ((9, 3), 5), ((9, 2), 3), ((5, 0), 0), ((2, 5), 2)]
+    {
+        let got = r.raft_log.find_conflict_by_term(index, term);
+        assert_eq!(
+            got,
+            want,
+            "log (index, term) {log:?}: find_conflict_by_term({index}, {term}) must be the last \
+             index at most {index} (and at most the last index, 5) whose term is at most {term}. \
+             {}",
+            hint("Conflicts")
+        );
+    }
+}

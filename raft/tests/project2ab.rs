@@ -1633,3 +1633,70 @@ fn random_faults_keep_logs_and_commits_safe_2ab() {
         harness::chaos::check_seeds("random_faults_keep_logs_and_commits_safe_2ab", "2ab", f);
     assert!(stats.entries_applied >= 50 * stats.runs, "the runs should commit entries: {stats:?}");
 }
+
+/// `stable_to` of a prefix of the unstable entries marks just that prefix
+/// stable; a later call with an older index (a repeated acknowledgement)
+/// changes nothing.
+#[test]
+fn stable_to_takes_a_prefix_and_ignores_an_older_index_2ab() {
+    let mut f = node_with(1, &[1, 2, 3], &[(1, 1), (2, 1)], 1, 0);
+    let what =
+        "follower 1 with (1,1) (2,1) stable, after an append of (3,1) (4,1) (5,1) from leader 2";
+    let resp = step_answer(
+        &mut f,
+        append_msg(2, 1, 1, (2, 1), 0, vec![ent(3, 1), ent(4, 1), ent(5, 1)]),
+        MessageType::MsgAppendResponse,
+        what,
+    );
+    assert!(!resp.reject, "{what}: must be accepted. {}", hint(CONFLICTS));
+    let unstable = |f: &Raft<MemoryStorage>| -> Vec<(u64, u64)> {
+        f.raft_log.unstable_entries().iter().map(|e| (e.index, e.term)).collect()
+    };
+    assert_eq!(
+        (f.raft_log.stabled, unstable(&f)),
+        (2, vec![(3, 1), (4, 1), (5, 1)]),
+        "{what}: (stabled, unstable entries). {}",
+        hint(READY)
+    );
+    let store = f.raft_log.store.clone();
+    store.append(&f.raft_log.unstable_entries()[..2]).unwrap();
+    f.raft_log.stable_to(4, 1);
+    let what = format!("{what}, then stable_to(4, 1) (the application persisted 3 and 4)");
+    assert_eq!(
+        (f.raft_log.stabled, unstable(&f)),
+        (4, vec![(5, 1)]),
+        "{what}: (stabled, unstable entries): only entry 5 is left to persist. {}",
+        hint(READY)
+    );
+    f.raft_log.stable_to(3, 1);
+    assert_eq!(
+        (f.raft_log.stabled, unstable(&f)),
+        (4, vec![(5, 1)]),
+        "{what}, then stable_to(3, 1) (an older acknowledgement): nothing may change. {}",
+        hint(READY)
+    );
+    assert_eq!(log_of(&f), vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)], "{what}: the log");
+}
+
+/// An acknowledgement that moves a follower's match index but not the
+/// commit index sends nothing (the commit index did not move, so there is
+/// nothing to tell anyone).
+#[test]
+fn a_late_acknowledgement_of_a_committed_entry_sends_nothing_2ab() {
+    let peers = [1, 2, 3, 4, 5];
+    let mut r = leader_with(1, &peers, &[], 0);
+    r.step(append_resp(2, 1, 1, 1)).unwrap();
+    r.step(append_resp(3, 1, 1, 1)).unwrap();
+    assert_eq!(r.raft_log.committed, 1, "the no-op held by 3 of 5 nodes commits. {}", hint(COMMIT));
+    take(&mut r);
+    r.step(append_resp(4, 1, 1, 1)).unwrap();
+    let msgs = take(&mut r);
+    assert!(
+        msgs.is_empty(),
+        "leader 1 of 5, the no-op (1,1) committed; then node 4 acknowledges it too: node 4 has \
+         everything and the commit index stays 1, so nothing is to be sent, yet the leader sent \
+         {}. (maybe_commit must say the commit index moved only when it did.) {}",
+        harness::describe_all(&msgs),
+        hint(COMMIT)
+    );
+}
