@@ -913,3 +913,128 @@ fn random_membership_and_transfers_keep_raft_safe_3a() {
     assert!(stats.conf_changes_applied >= stats.runs, "the runs should change members: {stats:?}");
     assert!(stats.leader_changes >= 3 * stats.runs, "the runs should move leaders: {stats:?}");
 }
+
+// ----- pending conf changes and transfer, entry by entry ---------------------------
+
+/// Leader 1 of {1, 2, 3} elected without a network over `log` (index,
+/// term, whether a conf change; none applied), its messages cleared.
+fn raft_leader_over(log: &[(u64, u64, bool)]) -> Raft<MemoryStorage> {
+    let store = MemoryStorage::new_with_conf_state(vec![1, 2, 3]);
+    let entries: Vec<Entry> = log
+        .iter()
+        .map(|&(index, term, conf)| {
+            let mut e = Entry { index, term, ..Default::default() };
+            if conf {
+                e.data = cc(ConfChangeType::AddNode, 9).encode_to_vec();
+                e.set_entry_type(EntryType::EntryConfChange);
+            }
+            e
+        })
+        .collect();
+    store.append(&entries).unwrap();
+    let term = log.last().map_or(0, |e| e.1);
+    store.set_hard_state(HardState { term, vote: 0, commit: 0 });
+    let mut r = Raft::new(&harness::config(1), store).unwrap();
+    r.become_candidate();
+    r.become_leader();
+    r.msgs.clear();
+    r
+}
+
+fn conf_change_entry(id: u64) -> Entry {
+    let mut e =
+        Entry { data: cc(ConfChangeType::AddNode, id).encode_to_vec(), ..Default::default() };
+    e.set_entry_type(EntryType::EntryConfChange);
+    e
+}
+
+/// A new leader whose unapplied entries hold no conf change has none
+/// pending: it takes a conf change at once.
+#[test]
+fn new_leader_with_only_normal_unapplied_entries_takes_a_conf_change_3a() {
+    let mut r = raft_leader_over(&[(1, 1, false), (2, 1, false)]);
+    let mut m = msg(1, 1, MessageType::MsgPropose, 0);
+    m.entries = vec![conf_change_entry(4)];
+    assert_eq!(
+        r.step(m),
+        Ok(()),
+        "a new leader over the unapplied normal entries 1 and 2 (no conf change among them) must \
+         accept a conf change (pending_conf_index {} must name a conf-change entry, or be 0). {}",
+        r.pending_conf_index,
+        hint_in(DOC, MEMBERS)
+    );
+}
+
+/// `pending_conf_index` is the index the conf change gets, also when a
+/// proposal holds other entries before it.
+#[test]
+fn pending_conf_index_is_the_conf_change_entrys_own_index_3a() {
+    let mut r = raft_leader_over(&[]);
+    let last = r.raft_log.last_index();
+    let mut m = msg(1, 1, MessageType::MsgPropose, 0);
+    m.entries =
+        vec![Entry { data: b"normal".to_vec(), ..Default::default() }, conf_change_entry(4)];
+    r.step(m).expect("a proposal of a normal entry and a conf change");
+    assert_eq!(
+        r.pending_conf_index,
+        last + 2,
+        "leader 1 with last index {last} took a proposal of [a normal entry, a conf change]: the \
+         conf change is at {}, so pending_conf_index must be {} (got {}). {}",
+        last + 2,
+        last + 2,
+        r.pending_conf_index,
+        hint_in(DOC, MEMBERS)
+    );
+}
+
+/// Once the pending conf change itself is applied (applied index equal to
+/// it, nothing after it), the next conf change is accepted.
+#[test]
+fn conf_change_accepted_as_soon_as_the_pending_one_is_applied_3a() {
+    let (mut node, store) = single_rawnode();
+    node.propose_conf_change(cc(ConfChangeType::AddNode, 2)).unwrap();
+    let at = node.raft.raft_log.last_index();
+    drain(&mut node, &store);
+    assert_eq!(
+        node.raft.raft_log.applied, at,
+        "setup: the conf change at {at} is the last applied"
+    );
+    assert_eq!(
+        node.propose_conf_change(cc(ConfChangeType::AddNode, 3)),
+        Ok(()),
+        "the pending conf change at {at} is applied (applied index {at}): the next one must be \
+         accepted. {}",
+        hint_in(DOC, MEMBERS)
+    );
+}
+
+/// During a transfer, a success from the target that still leaves it
+/// behind makes the leader send it the rest at once, not at the next
+/// heartbeat.
+#[test]
+fn lagging_transfer_target_is_sent_the_rest_on_its_answer_3a() {
+    let mut r = raft_leader_over(&[]);
+    for data in [b"a", b"b"] {
+        r.step(propose_msg(1, data)).unwrap();
+    }
+    let last = r.raft_log.last_index();
+    let mut ack = msg(2, 1, MessageType::MsgAppendResponse, r.term);
+    ack.index = last;
+    r.step(ack).unwrap();
+    assert_eq!(r.raft_log.committed, last, "setup: node 2's answer commits up to {last}");
+    let _ = r.step(msg(3, 1, MessageType::MsgTransferLeader, 0));
+    assert_eq!(r.lead_transferee, Some(3), "setup: a transfer to node 3 is pending");
+    r.msgs.clear();
+    let mut ack = msg(3, 1, MessageType::MsgAppendResponse, r.term);
+    ack.index = 1;
+    r.step(ack).unwrap();
+    let to_3: Vec<&Message> =
+        r.msgs.iter().filter(|m| m.to == 3 && m.msg_type() == MessageType::MsgAppend).collect();
+    assert!(
+        to_3.iter().any(|m| m.index == 1),
+        "leader 1 transferring to node 3, which just acknowledged index 1 of {last}: expected \
+         an append of the entries after 1 to node 3 right away, got {}. {}",
+        harness::describe_all(&r.msgs),
+        hint_in(DOC, TRANSFER)
+    );
+}

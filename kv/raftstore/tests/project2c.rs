@@ -78,6 +78,29 @@ fn stale_compact_log_is_harmless_2c() {
     assert_eq!(truncated(&p), (25, 6), "a CompactLog before the log start changes nothing");
 }
 
+/// `CompactLog` may truncate up to the applied index itself, never past
+/// it (an entry not applied yet must stay in the log).
+#[test]
+fn compact_log_up_to_the_applied_index_but_not_past_it_2c() {
+    let mut p = peer();
+    grow_log(&mut p, 40, 30);
+    compact(&mut p, 31, 6);
+    assert_eq!(
+        truncated(&p),
+        (5, 5),
+        "applied index 30: a CompactLog to (31, 6) is past it and must change nothing; see \
+         docs/src/lab2c-log-gc-and-snapshots.md (never truncate past the applied index)"
+    );
+    compact(&mut p, 30, 6);
+    assert_eq!(
+        truncated(&p),
+        (30, 6),
+        "applied index 30: a CompactLog to (30, 6), the applied index itself, must move the \
+         truncated state there"
+    );
+    assert_eq!(raft::Storage::first_index(p.storage()), Ok(31), "the log must start after 30");
+}
+
 fn snapshot(region_id: u64, index: u64, term: u64) -> Snapshot {
     let mut region = first_region(region_id, &[(1, 1), (2, 2), (3, 3)]);
     region.region_epoch.as_mut().expect("an epoch").conf_ver = 2;
