@@ -524,6 +524,8 @@ impl Peer {
     /// # Errors
     ///
     /// [`Error::Invalid`] saying which peer was expected.
+    ///
+    /// Checked by `commands_for_another_peer_or_of_a_stale_term_are_rejected_2b`.
     pub fn check_peer(&self, req: &RaftCmdRequest) -> Result<()> {
         // SOLUTION BEGIN lab 2b
         let id = req.header.as_ref().and_then(|h| h.peer).map_or(0, |p| p.id);
@@ -546,6 +548,8 @@ impl Peer {
     /// # Errors
     ///
     /// [`Error::StaleCommand`].
+    ///
+    /// Checked by `commands_for_another_peer_or_of_a_stale_term_are_rejected_2b`.
     pub fn check_term(&self, req: &RaftCmdRequest) -> Result<()> {
         // SOLUTION BEGIN lab 2b
         let term = req.header.as_ref().map_or(0, |h| h.term);

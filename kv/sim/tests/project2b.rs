@@ -287,6 +287,98 @@ fn bad_commands_are_rejected_and_change_nothing_2b() {
     );
 }
 
+/// The raft term of store `id`'s peer of region 1.
+fn term_of(c: &Cluster, id: u64) -> u64 {
+    c.store(id).and_then(|s| s.peer(1)).map_or(0, |p| p.term())
+}
+
+/// A command naming another peer of the leader's store, or carrying a term
+/// more than one behind the leader's, is rejected (the peer's error, and
+/// `StaleCommand`) and changes nothing; one term behind, or the current
+/// term, is fine.
+#[test]
+fn commands_for_another_peer_or_of_a_stale_term_are_rejected_2b() {
+    test("commands_for_another_peer_or_of_a_stale_term_are_rejected_2b").run(
+        3,
+        |cfg| cfg,
+        |c| {
+            c.run_op(1, put("k", "v"), 10 * SEC);
+            // New elections until the leader's term is at least 3, so that
+            // a term two behind it is still a term (0 means "no term").
+            for round in 0.. {
+                let leader = c.leader().ok_or("no leader")?;
+                if term_of(c, leader) >= 3 {
+                    break;
+                }
+                if round == 10 {
+                    return Err(format!(
+                        "the term stayed {} after 10 elections",
+                        term_of(c, leader)
+                    ));
+                }
+                let others: std::collections::BTreeSet<u64> =
+                    c.store_ids().into_iter().filter(|&s| s != leader).collect();
+                c.net.partition(vec![[leader].into(), others]);
+                c.fault(format!("store {leader} (the leader) cut off, for a new election"));
+                c.run_for(3 * SEC);
+                c.net.heal();
+                c.fault("healed".into());
+                c.run_op(1, put("k", "v"), 10 * SEC);
+            }
+            c.run_for(200 * MS);
+            let leader = c.leader().ok_or("no leader")?;
+            let term = term_of(c, leader);
+            let with_term = |c: &Cluster, key: &str, t: u64| {
+                let mut r = c.command(leader, &put(key, "x"));
+                r.header.as_mut().unwrap().term = t;
+                r
+            };
+            let mut other_peer = c.command(leader, &put("other peer", "x"));
+            other_peer.header.as_mut().unwrap().peer.as_mut().unwrap().id = 99;
+            let cases: Vec<(String, RaftCmdRequest, Expect)> = vec![
+                (
+                    format!("header term {} (two behind the leader's {term})", term - 2),
+                    with_term(c, "stale term", term - 2),
+                    |e| e.stale_command.is_some(),
+                ),
+                ("a header naming peer 99 on the leader's store".into(), other_peer, |e| {
+                    e.message.contains("peer")
+                }),
+            ];
+            for (what, req, expected) in cases {
+                let resp = c
+                    .call(leader, req, SEC)
+                    .ok_or_else(|| format!("no answer to a put with {what}"))?;
+                match response_error(&resp.resp) {
+                    Some(e) if expected(e) => {}
+                    other => {
+                        return Err(format!("a put with {what} must be rejected, got {other:?}"));
+                    }
+                }
+            }
+            for (key, t) in [("one behind", term - 1), ("current", term)] {
+                let what =
+                    format!("a put of {key:?} with header term {t} (the leader's is {term})");
+                let resp = c
+                    .call(leader, with_term(c, key, t), 5 * SEC)
+                    .ok_or_else(|| format!("no answer to {what}"))?;
+                if let Some(e) = response_error(&resp.resp) {
+                    return Err(format!("{what} must succeed, got {e:?}"));
+                }
+            }
+            c.run_for(500 * MS);
+            for id in c.store_ids() {
+                for key in ["stale term", "other peer"] {
+                    if stored(c, id, key).is_some() {
+                        return Err(format!("store {id} applied the rejected put of {key:?}"));
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
 /// A restarted store has its log, hard state and applied index back: the
 /// raft state and the apply state are persisted, and nothing is applied
 /// twice.
