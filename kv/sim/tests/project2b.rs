@@ -287,6 +287,78 @@ fn bad_commands_are_rejected_and_change_nothing_2b() {
     );
 }
 
+/// Puts proposed to a new leader at once, before it has applied the
+/// entries ahead of them (its no-op, the old leader's last entries), all
+/// succeed: applying an entry that no proposal waits for must not answer
+/// the proposals queued for later entries.
+#[test]
+fn proposals_right_after_an_election_succeed_2b() {
+    const PROPOSALS: usize = 3;
+    test("proposals_right_after_an_election_succeed_2b").run(
+        5,
+        |cfg| cfg,
+        |c| {
+            c.run_op(1, put("k", "v"), 10 * SEC);
+            c.run_for(300 * MS);
+            let old = c.leader().ok_or("no leader after a write")?;
+            let others: std::collections::BTreeSet<u64> =
+                c.store_ids().into_iter().filter(|&s| s != old).collect();
+            c.net.partition(vec![[old].into(), others]);
+            c.fault(format!("store {old} (the leader) cut off"));
+            let deadline = c.now() + 5 * SEC;
+            let new = loop {
+                match c.leader() {
+                    Some(id) if id != old => break id,
+                    _ if c.now() > deadline => {
+                        return Err("no new leader within 5 s of the partition".into());
+                    }
+                    _ => {
+                        c.step();
+                    }
+                }
+            };
+            let applied =
+                c.store(new).and_then(|s| s.peer(1)).map_or(0, |p| p.storage().applied_index());
+            let last = c
+                .store(new)
+                .and_then(|s| s.peer(1))
+                .map_or(0, |p| p.raft_group.raft.raft_log.last_index());
+            let tokens: Vec<Token> = (0..PROPOSALS)
+                .map(|i| {
+                    let req = c.command(new, &put(&format!("early{i}"), "x"));
+                    c.call_async(new, req)
+                })
+                .collect();
+            let mut answers: Vec<Option<tinykv_raftstore::CmdResponse>> =
+                (0..PROPOSALS).map(|_| None).collect();
+            let deadline = c.now() + 5 * SEC;
+            while answers.iter().any(Option::is_none) && c.now() < deadline && c.step() {
+                for (slot, &t) in answers.iter_mut().zip(&tokens) {
+                    if slot.is_none() {
+                        *slot = c.answer(t);
+                    }
+                }
+            }
+            for (i, answer) in answers.iter().enumerate() {
+                let what = format!(
+                    "put early{i}, proposed to store {new} just after it was elected (applied \
+                     index {applied}, last index {last}: the entries up to {last} had no \
+                     proposal of its own waiting)"
+                );
+                let resp =
+                    answer.as_ref().ok_or_else(|| format!("{what}: no answer within 5 s"))?;
+                if let Some(e) = response_error(&resp.resp) {
+                    return Err(format!(
+                        "{what}: expected success, got {e:?}. take_proposal must leave the \
+                         proposals of later entries waiting"
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
 /// The raft term of store `id`'s peer of region 1.
 fn term_of(c: &Cluster, id: u64) -> u64 {
     c.store(id).and_then(|s| s.peer(1)).map_or(0, |p| p.term())
