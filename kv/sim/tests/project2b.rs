@@ -937,10 +937,16 @@ fn a_command_reads_after_its_own_writes_2b() {
             let del_b =
                 c.command(leader, &OpKind::Delete { key: b"b".to_vec() }).requests[0].clone();
             let get_b = c.command(leader, &get("b")).requests[0].clone();
-            req.requests.extend([get_a, del_b, get_b]);
+            let snap = tinykv_proto::raft_cmdpb::Request {
+                cmd_type: CmdType::Snap as i32,
+                snap: Some(tinykv_proto::raft_cmdpb::SnapRequest {}),
+                ..Default::default()
+            };
+            req.requests.extend([get_a, del_b, get_b, snap]);
+            let region = req.header.as_ref().map_or(0, |h| h.region_id);
             let resp = c.call(leader, req, 2 * SEC).ok_or("the leader never answered")?;
             if let Some(e) = response_error(&resp.resp) {
-                return Err(format!("a command of four requests was refused: {e:?}"));
+                return Err(format!("a command of five requests was refused: {e:?}"));
             }
             let got: Vec<(CmdType, Option<String>)> = resp
                 .resp
@@ -956,13 +962,29 @@ fn a_command_reads_after_its_own_writes_2b() {
                 (CmdType::Get, Some("new".to_string())),
                 (CmdType::Delete, None),
                 (CmdType::Get, Some(String::new())),
+                (CmdType::Snap, None),
             ];
             if got != want {
                 return Err(format!(
-                    "the command [put a=new, get a, delete b, get b] on a=old, b=old \
+                    "the command [put a=new, get a, delete b, get b, snap] on a=old, b=old \
                      should answer {want:?}, answered {got:?}: one response per request, in \
                      order, each read after the command's writes (lab 2b, \"Step 4\": write the \
                      batch, then read_responses)"
+                ));
+            }
+            let snap_region = resp.resp.responses[4].snap.as_ref().and_then(|s| s.region.as_ref());
+            if snap_region.map(|r| r.id) != Some(region) {
+                return Err(format!(
+                    "the snap response must carry the region (id {region}), got {snap_region:?}"
+                ));
+            }
+            let a = match &resp.snap {
+                Some(snap) => snap.get(Cf::Default, b"a").map_err(|e| e.to_string())?,
+                None => return Err("a command with a snap request must return the engine snapshot (CmdResponse::snap)".into()),
+            };
+            if a.as_deref() != Some(b"new".as_slice()) {
+                return Err(format!(
+                    "the command's engine snapshot must see its own put a=new, reads a = {a:?}"
                 ));
             }
             Ok(())
