@@ -63,7 +63,8 @@ pub struct MutantReport {
     pub function: String,
     /// What was changed (cargo-mutants' description, without the place).
     pub mutation: String,
-    /// killed, survived, timeout, unviable, equivalent or untested.
+    /// killed, survived, timeout, unviable, equivalent, later (killed by
+    /// a later lab's suite only) or untested.
     pub status: String,
     /// Why an equivalent mutant cannot change behaviour.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +85,10 @@ pub struct Tally {
     pub unviable: usize,
     /// Mutants in the equivalent list (not run, not counted).
     pub equivalent: usize,
+    /// Mutants the lab's suite cannot see, listed with the later lab whose
+    /// suite killed them (this run checked it); counted as viable, not as
+    /// killed.
+    pub later: usize,
 }
 
 impl Tally {
@@ -94,13 +99,14 @@ impl Tally {
             "timeout" => self.timeout += 1,
             "unviable" => self.unviable += 1,
             "equivalent" => self.equivalent += 1,
+            "later" => self.later += 1,
             _ => {}
         }
     }
 
     /// Viable, non-equivalent mutants that were tested.
     pub fn viable(&self) -> usize {
-        self.killed + self.survived + self.timeout
+        self.killed + self.survived + self.timeout + self.later
     }
 
     /// Killed (or timed out) per viable mutant, as a percentage; `None`
@@ -158,8 +164,19 @@ pub struct Equivalent {
     /// The mutation, as cargo-mutants describes it without the place
     /// (`replace == with != in Type::method`).
     pub mutation: String,
-    /// Why it cannot change behaviour.
+    /// Why it cannot change behaviour, or (with `killed_by`) why the lab's
+    /// own suite cannot see it.
     pub why: String,
+    /// A later lab whose graded suite kills it (for code a lab writes but
+    /// only a later lab exercises, such as a dispatch arm for commands
+    /// that do not exist yet). Not counted as killed; every run checks it
+    /// with that lab's suite.
+    #[serde(default)]
+    pub killed_by: Option<String>,
+    /// The line, only where two mutants of one function have the same
+    /// description (it then has to follow edits).
+    #[serde(default)]
+    pub line: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,7 +250,10 @@ impl Mutant {
     }
 
     fn is(&self, e: &Equivalent) -> bool {
-        e.file == self.file && e.function == self.function_name() && e.mutation == self.mutation()
+        e.file == self.file
+            && e.function == self.function_name()
+            && e.mutation == self.mutation()
+            && e.line.is_none_or(|l| l == self.span.start.line)
     }
 }
 
@@ -528,6 +548,67 @@ pub fn status_of(summary: &str) -> &'static str {
     }
 }
 
+/// Where and how cargo-mutants runs.
+struct MutantsRun<'a> {
+    tree: &'a Path,
+    target: &'a Path,
+    diff: &'a Path,
+    opts: &'a Options,
+}
+
+impl MutantsRun<'_> {
+    /// Tests the mutants named `names` with `suites_of`'s graded tests (in
+    /// `out`, config file `config_name`); each one's outcome status by name.
+    fn test(
+        &self,
+        suites_of: &Lab,
+        names: &[&str],
+        out: &Path,
+        config_name: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        std::fs::create_dir_all(out).context(|| format!("creating {}", out.display()))?;
+        let config = out.join(config_name);
+        std::fs::write(&config, config_toml(suites_of, names)?)
+            .context(|| format!("writing {}", config.display()))?;
+        let mut args = vec![
+            format!("--config={}", config.display()),
+            format!("--in-diff={}", self.diff.display()),
+            format!("--output={}", out.display()),
+            "--no-shuffle".into(),
+            "--colors=never".into(),
+        ];
+        if self.opts.jobs > 1 {
+            args.push(format!("--jobs={}", self.opts.jobs));
+        } else {
+            args.push("--in-place".into());
+        }
+        let measured = baseline(suites_of, self.tree, self.target)?;
+        let timeout = self.opts.timeout.unwrap_or(measured);
+        args.push("--baseline=skip".into());
+        args.push(format!("--timeout={timeout}"));
+        eprintln!("each mutant's tests get {timeout} s");
+        let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        // Progress goes straight to the terminal.
+        let status = Command::new(program)
+            .arg("mutants")
+            .args(&args)
+            .current_dir(self.tree)
+            .env("CARGO_TARGET_DIR", self.target)
+            .status()
+            .map_err(|e| Error::msg(format!("running cargo mutants: {e}")))?;
+        let outcomes = out.join("mutants.out").join("outcomes.json");
+        // cargo-mutants exits 2 when mutants survive, 3 on timeouts: both
+        // are results. Anything else without an outcomes file is a failure.
+        if !outcomes.is_file() || !matches!(status.code(), Some(0 | 2 | 3)) {
+            bail!(
+                "cargo mutants failed ({status}); see {}",
+                out.join("mutants.out").join("debug.log").display()
+            );
+        }
+        read_outcomes(&outcomes)
+    }
+}
+
 /// Runs `labs mutants`.
 pub fn run(m: &Manifest, opts: &Options) -> Result<Report> {
     let started = Instant::now();
@@ -560,8 +641,12 @@ pub fn run(m: &Manifest, opts: &Options) -> Result<Report> {
         load_equivalents(&m.root)?.into_iter().filter(|e| e.lab == lab.id).collect();
     let mut mutants = Vec::new();
     let mut candidates = Vec::new();
+    let mut deferred: BTreeMap<String, Vec<(&Mutant, String)>> = BTreeMap::new();
     for mu in &all {
         match equivalents.iter().find(|e| mu.is(e)) {
+            Some(Equivalent { killed_by: Some(later), why, .. }) => {
+                deferred.entry(later.clone()).or_default().push((mu, why.clone()));
+            }
             Some(e) => mutants.push(report_of(mu, "equivalent", Some(e.why.clone()))),
             None => candidates.push(mu),
         }
@@ -587,50 +672,44 @@ pub fn run(m: &Manifest, opts: &Options) -> Result<Report> {
             out_dir.display()
         );
         let names: Vec<&str> = picked.iter().map(|mu| mu.name.as_str()).collect();
-        let config = out_dir.join("mutants.toml");
-        std::fs::write(&config, config_toml(lab, &names)?)
-            .context(|| format!("writing {}", config.display()))?;
-        let mut args = vec![
-            format!("--config={}", config.display()),
-            format!("--in-diff={}", diff_path.display()),
-            format!("--output={}", out_dir.display()),
-            "--no-shuffle".into(),
-            "--colors=never".into(),
-        ];
-        if opts.jobs > 1 {
-            args.push(format!("--jobs={}", opts.jobs));
-        } else {
-            args.push("--in-place".into());
-        }
-        let measured = baseline(lab, &tree, &target)?;
-        let timeout = opts.timeout.unwrap_or(measured);
-        args.push("--baseline=skip".into());
-        args.push(format!("--timeout={timeout}"));
-        eprintln!("each mutant's tests get {timeout} s");
-        let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        // Progress goes straight to the terminal.
-        let status = Command::new(program)
-            .arg("mutants")
-            .args(&args)
-            .current_dir(&tree)
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .map_err(|e| Error::msg(format!("running cargo mutants: {e}")))?;
-        let outcomes = out_dir.join("mutants.out").join("outcomes.json");
-        // cargo-mutants exits 2 when mutants survive, 3 on timeouts: both
-        // are results. Anything else without an outcomes file is a failure
-        // (a baseline that does not pass, say).
-        if !outcomes.is_file() || !matches!(status.code(), Some(0 | 2 | 3)) {
-            bail!(
-                "cargo mutants failed ({status}); see {}",
-                out_dir.join("mutants.out").join("debug.log").display()
-            );
-        }
-        read_outcomes(&outcomes)?
+        let run = MutantsRun { tree: &tree, target: &target, diff: &diff_path, opts };
+        run.test(lab, &names, &out_dir, "mutants.toml")?
     };
     for mu in &picked {
         let status = statuses.get(&mu.name).map(String::as_str).unwrap_or("untested");
         mutants.push(report_of(mu, status, None));
+    }
+    let run = MutantsRun { tree: &tree, target: &target, diff: &diff_path, opts };
+    for (later_id, listed) in &deferred {
+        let Some(later) = m.lab(later_id) else {
+            bail!("{EQUIVALENT_PATH}: killed_by names no lab `{later_id}`");
+        };
+        let statuses = if opts.list || opts.sample.is_some() {
+            BTreeMap::new()
+        } else {
+            eprintln!(
+                "testing {} mutants of lab {} that its suite cannot see with lab {}'s graded \
+                 tests (listed in {EQUIVALENT_PATH})",
+                listed.len(),
+                lab.id,
+                later.id
+            );
+            let names: Vec<&str> = listed.iter().map(|(mu, _)| mu.name.as_str()).collect();
+            run.test(later, &names, &out_dir.join(format!("later-{}", later.id)), "mutants.toml")?
+        };
+        for (mu, why) in listed {
+            let (status, why) = match statuses.get(&mu.name).map(String::as_str) {
+                Some("killed" | "timeout") => {
+                    ("later", format!("killed by lab {}: {why}", later.id))
+                }
+                Some(_) => (
+                    "survived",
+                    format!("listed as killed by lab {}, but its graded tests passed", later.id),
+                ),
+                None => ("untested", format!("to be killed by lab {}: {why}", later.id)),
+            };
+            mutants.push(report_of(mu, status, Some(why)));
+        }
     }
     mutants.sort_by(|a, b| (&a.file, a.line, &a.mutation).cmp(&(&b.file, b.line, &b.mutation)));
     let mut total = Tally::default();
@@ -644,7 +723,7 @@ pub fn run(m: &Manifest, opts: &Options) -> Result<Report> {
         regions: regions.len(),
         region_lines: regions.iter().map(|r| r.lines.len()).sum(),
         mutants_in_regions: all.len(),
-        equivalent: all.len() - candidates.len(),
+        equivalent: mutants.iter().filter(|mu| mu.status == "equivalent").count(),
         tested: if opts.list { 0 } else { picked.len() },
         sample: opts.sample,
         seed: opts.seed,
@@ -681,7 +760,11 @@ pub fn table(r: &Report, list: bool) -> String {
             r.lab, r.mutants_in_regions, r.regions, r.region_lines, r.equivalent
         ));
         for mu in &r.mutants {
-            let tag = if mu.status == "equivalent" { "  (equivalent)" } else { "" };
+            let tag = match (mu.status.as_str(), &mu.why) {
+                ("equivalent", _) => "  (equivalent)",
+                (_, Some(_)) => "  (listed as killed by a later lab)",
+                _ => "",
+            };
             s.push_str(&format!("{}:{}: {}{tag}\n", mu.file, mu.line, mu.mutation));
         }
         return s;
@@ -691,17 +774,18 @@ pub fn table(r: &Report, list: bool) -> String {
         .collect();
     let w = rows.iter().map(|(f, _)| f.len()).max().unwrap_or(5);
     s.push_str(&format!(
-        "{:<w$}  {:>6}  {:>8}  {:>7}  {:>8}  {:>10}  {:>9}\n",
-        "file", "killed", "survived", "timeout", "unviable", "equivalent", "kill rate"
+        "{:<w$}  {:>6}  {:>8}  {:>7}  {:>8}  {:>10}  {:>5}  {:>9}\n",
+        "file", "killed", "survived", "timeout", "unviable", "equivalent", "later", "kill rate"
     ));
     for (f, t) in rows.iter().skip(1).chain(rows.iter().take(1)) {
         s.push_str(&format!(
-            "{f:<w$}  {:>6}  {:>8}  {:>7}  {:>8}  {:>10}  {:>9}\n",
+            "{f:<w$}  {:>6}  {:>8}  {:>7}  {:>8}  {:>10}  {:>5}  {:>9}\n",
             t.killed,
             t.survived,
             t.timeout,
             t.unviable,
             t.equivalent,
+            t.later,
             rate(t)
         ));
     }
@@ -818,6 +902,8 @@ mod tests {
             function: "add".into(),
             mutation: "replace + with - in add".into(),
             why: "w".into(),
+            killed_by: None,
+            line: None,
         };
         assert!(m.is(&e));
     }

@@ -27,6 +27,16 @@ suites = ["fx/tests/project1.rs"]
 [lab.tests]
 add_1 = 10
 adds_zero_1 = 5
+
+[[lab]]
+id = "2"
+title = "Adding more"
+requires = ["1"]
+doc = "docs/lab2.md"
+student_files = ["fx/src/lib.rs"]
+suites = ["fx/tests/project2.rs"]
+[lab.tests]
+add_more_2 = 10
 "#;
 
 /// Answers `cargo mutants …` the way cargo-mutants 27 does, from the files
@@ -51,11 +61,17 @@ esac
 out=
 for a in "$@"; do
   case "$a" in
-    --config=*) cp "${a#--config=}" "$FAKE_LOG/config.toml";;
+    --config=*)
+      case "$a" in
+        *later-2*) cp "${a#--config=}" "$FAKE_LOG/later-config.toml"; later=1;;
+        *) cp "${a#--config=}" "$FAKE_LOG/config.toml";;
+      esac;;
     --output=*) out="${a#--output=}";;
   esac
 done
-mkdir -p "$out/mutants.out" && cp "$FAKE_LOG/outcomes.json" "$out/mutants.out/outcomes.json"
+outcomes="$FAKE_LOG/outcomes.json"
+[ -n "$later" ] && outcomes="$FAKE_LOG/later-outcomes.json"
+mkdir -p "$out/mutants.out" && cp "$outcomes" "$out/mutants.out/outcomes.json"
 exit 2
 "#;
 
@@ -108,6 +124,16 @@ fn fixture(root: &Path, log: &Path) {
         outcomes.push(format!(r#"{{"scenario":{{"Mutant":{m}}},"summary":"{summary}"}}"#));
     }
     write(log, "outcomes.json", &format!("{{\"outcomes\":[{}]}}\n", outcomes.join(",")));
+    // Lab 2's suite kills everything.
+    let caught: Vec<String> =
+        outcomes.iter().map(|o| o.replace("MissedMutant", "CaughtMutant")).collect();
+    write(log, "later-outcomes.json", &format!("{{\"outcomes\":[{}]}}\n", caught.join(",")));
+    write(
+        root,
+        "fx/tests/project2.rs",
+        &lines(&["#[test]", "fn add_more_2() {", "    assert_eq!(fx::add(2, 3), 5);", "}"]),
+    );
+    write(root, "docs/lab2.md", "# Lab 2\n");
     write(log, "cargo", FAKE_CARGO);
     let script = log.join("cargo");
     let mut perm = std::fs::metadata(&script).unwrap().permissions();
@@ -216,6 +242,32 @@ fn a_run_reports_each_outcome_and_fails_on_a_survivor() {
         !config.contains(r"replace \+ with - in"),
         "an equivalent mutant is not examined:\n{config}"
     );
+
+    // Listed as killed by lab 2 instead: tested with lab 2's suite, which
+    // kills it; reported as `later`, not as a survivor.
+    write(
+        root,
+        "labs/equivalent-mutants.toml",
+        "[[mutant]]\nlab = \"1\"\nfile = \"fx/src/lib.rs\"\nfunction = \"add\"\n\
+         mutation = \"replace + with - in add\"\nwhy = \"only lab 2 adds\"\nkilled_by = \"2\"\n",
+    );
+    let (code, out) =
+        labs(root, log, &["--lab", "1", "--format", "json", "--out", report.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let later = read(&log.join("later-config.toml"));
+    assert!(
+        later.contains("--test=project2") && later.contains("add_more_2"),
+        "lab 2's suite: {later}"
+    );
+    assert!(later.contains(r"replace \+ with \- in add"), "the listed mutant is examined: {later}");
+    let json: serde_json::Value = serde_json::from_str(&read(&report)).unwrap();
+    assert_eq!(json["total"]["later"], 1, "{json:#}");
+    assert_eq!(json["total"]["survived"], 0, "{json:#}");
+    // If lab 2's suite does not kill it after all, it is a survivor.
+    write(log, "later-outcomes.json", &read(&log.join("outcomes.json")));
+    let (code, out) = labs(root, log, &["--lab", "1"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("replace + with - in add  [add]"), "{out}");
 }
 
 #[test]
@@ -244,7 +296,7 @@ fn clear_errors_for_a_missing_cargo_mutants_an_unknown_lab_and_a_bad_list() {
     fixture(root, log);
     let (code, out) = labs(root, log, &["--lab", "9"]);
     assert_ne!(code, 0);
-    assert!(out.contains("no lab `9` (labs: 1)"), "{out}");
+    assert!(out.contains("no lab `9` (labs: 1, 2)"), "{out}");
     write(
         root,
         "labs/equivalent-mutants.toml",
