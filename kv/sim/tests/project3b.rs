@@ -198,6 +198,40 @@ fn transfer_leader_to_each_store_3b() {
                     return Err(format!("region {R}: a read after the move to {target} is stale"));
                 }
             }
+            // A TransferLeader sent straight to the leader (as tinykv-ctl
+            // does) is answered at once: the admin response of its type,
+            // with the leader's term.
+            let leader = c.leader().ok_or("no leader")?;
+            let term = c.store(leader).and_then(|s| s.peer(R)).map_or(0, |p| p.term());
+            let mut req = c.command(leader, &OpKind::Get { key: b"k".to_vec() });
+            req.requests.clear();
+            let to = c.scheduler_peer(R, 2).ok_or("region has no peer on store 2")?;
+            req.admin_request = Some(tinykv_proto::raft_cmdpb::AdminRequest {
+                cmd_type: tinykv_proto::raft_cmdpb::AdminCmdType::TransferLeader as i32,
+                transfer_leader: Some(tinykv_proto::raft_cmdpb::TransferLeaderRequest {
+                    peer: Some(to),
+                }),
+                ..Default::default()
+            });
+            let what = format!("a TransferLeader to store 2 sent to the leader, store {leader}");
+            let resp = c.call(leader, req, SEC).ok_or_else(|| format!("{what}: no answer"))?;
+            if let Some(e) = response_error(&resp.resp) {
+                return Err(format!("{what}: expected success, got {e:?}"));
+            }
+            let admin = resp.resp.admin_response.as_ref();
+            let header_term = resp.resp.header.as_ref().map_or(0, |h| h.current_term);
+            if admin.map(|a| a.cmd_type())
+                != Some(tinykv_proto::raft_cmdpb::AdminCmdType::TransferLeader)
+                || admin.and_then(|a| a.transfer_leader.as_ref()).is_none()
+                || header_term != term
+            {
+                return Err(format!(
+                    "{what}: expected an admin response of type TransferLeader with its \
+                     transfer_leader part, and the header's current_term {term}; got {:?} and \
+                     header term {header_term}",
+                    resp.resp.admin_response
+                ));
+            }
             Ok(())
         },
     );
