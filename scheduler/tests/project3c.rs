@@ -284,8 +284,12 @@ fn region_heartbeat_overlapping_a_newer_region_is_rejected_3c() {
     // same version is not stale: conf_vers of two regions are unrelated.
     let mut c = cluster(3);
     take(&mut c, info(region(2, ("m", "t"), (7, 3), &[(21, 1), (22, 2), (23, 3)])));
-    take(&mut c, info(region(6, ("p", "z"), (1, 4), &[(61, 1), (62, 2), (63, 3)])));
-    assert!(c.regions.get(2).is_none(), "region 6 (version 4) replaced region 2 (version 3)");
+    take(&mut c, info(region(6, ("p", "z"), (1, 3), &[(61, 1), (62, 2), (63, 3)])));
+    assert!(
+        c.regions.get(2).is_none(),
+        "region 6 (version 3, conf_ver 1) overlaps region 2 (version 3, conf_ver 7): only a \
+         lower version is stale, so region 6 replaces it"
+    );
 }
 
 #[test]
