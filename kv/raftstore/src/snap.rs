@@ -2725,25 +2725,14 @@ mod tests {
 
     /// Keeps each unsynced change, and a prefix of each file's unsynced
     /// bytes, at (seeded) random.
-    struct Random(u64);
-
-    impl Random {
-        /// SplitMix64.
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-    }
+    struct Random(raft::Rng);
 
     impl CrashPolicy for Random {
         fn keeps_change(&mut self, _path: &Path) -> bool {
-            self.next().is_multiple_of(2)
+            self.0.next_u64().is_multiple_of(2)
         }
         fn kept_bytes(&mut self, _path: &Path, unsynced: u64) -> u64 {
-            self.next() % (unsynced + 1)
+            self.0.next_u64() % (unsynced + 1)
         }
     }
 
@@ -2786,7 +2775,7 @@ mod tests {
             let crash = |fs: &MemoryFs| match policy {
                 0 => fs.crash(),
                 1 => fs.crash_with(&mut KeepHalf),
-                seed => fs.crash_with(&mut Random(seed)),
+                seed => fs.crash_with(&mut Random(raft::Rng::new(seed, 0))),
             };
             // Building.
             for at_sync in 1.. {
