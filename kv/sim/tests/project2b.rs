@@ -301,10 +301,7 @@ fn proposals_right_after_an_election_succeed_2b() {
             c.run_op(1, put("k", "v"), 10 * SEC);
             c.run_for(300 * MS);
             let old = c.leader().ok_or("no leader after a write")?;
-            let others: std::collections::BTreeSet<u64> =
-                c.store_ids().into_iter().filter(|&s| s != old).collect();
-            c.net.partition(vec![[old].into(), others]);
-            c.fault(format!("store {old} (the leader) cut off"));
+            cut_off_leader(c, old, "");
             let deadline = c.now() + 5 * SEC;
             let new = loop {
                 match c.leader() {
@@ -359,6 +356,15 @@ fn proposals_right_after_an_election_succeed_2b() {
     );
 }
 
+/// Cuts store `leader` off from every other store, and says so in the
+/// report's timeline (`why` is appended).
+fn cut_off_leader(c: &mut Cluster, leader: u64, why: &str) {
+    let others: std::collections::BTreeSet<u64> =
+        c.store_ids().into_iter().filter(|&s| s != leader).collect();
+    c.net.partition(vec![[leader].into(), others]);
+    c.fault(format!("store {leader} (the leader) cut off{why}"));
+}
+
 /// The raft term of store `id`'s peer of region 1.
 fn term_of(c: &Cluster, id: u64) -> u64 {
     c.store(id).and_then(|s| s.peer(1)).map_or(0, |p| p.term())
@@ -388,10 +394,7 @@ fn commands_for_another_peer_or_of_a_stale_term_are_rejected_2b() {
                         term_of(c, leader)
                     ));
                 }
-                let others: std::collections::BTreeSet<u64> =
-                    c.store_ids().into_iter().filter(|&s| s != leader).collect();
-                c.net.partition(vec![[leader].into(), others]);
-                c.fault(format!("store {leader} (the leader) cut off, for a new election"));
+                cut_off_leader(c, leader, ", for a new election");
                 c.run_for(3 * SEC);
                 c.net.heal();
                 c.fault("healed".into());
@@ -468,10 +471,7 @@ fn restart_keeps_the_log_2b() {
             // raft state must record the new last index although the hard
             // state did not change.
             let leader = c.leader().ok_or("no leader")?;
-            let others: std::collections::BTreeSet<u64> =
-                c.store_ids().into_iter().filter(|&s| s != leader).collect();
-            c.net.partition(vec![[leader].into(), others]);
-            c.fault(format!("store {leader} (the leader) cut off"));
+            cut_off_leader(c, leader, "");
             let req = c.command(leader, &put("uncommitted", "x"));
             if c.call(leader, req, 50 * MS).is_some() {
                 return Err(format!("store {leader} answered a put it cannot commit"));
@@ -808,10 +808,7 @@ fn overwritten_proposals_are_answered_with_stale_command_2b() {
             c.run_op(1, put("k0", "v0"), 10 * SEC);
             c.run_for(300 * MS);
             let old = c.leader().ok_or("no leader after a write")?;
-            let others: std::collections::BTreeSet<u64> =
-                c.store_ids().into_iter().filter(|&s| s != old).collect();
-            c.fault(format!("store {old} (the leader) cut off"));
-            c.net.partition(vec![[old].into(), others]);
+            cut_off_leader(c, old, "");
             let raft_of = |c: &Cluster, id: u64| {
                 let peer = c.store(id).and_then(|s| s.peer(1)).expect("a peer of region 1");
                 (peer.term(), peer.raft_group.raft.raft_log.last_index())
