@@ -16,8 +16,12 @@
 //!    others reproducibly from `--seed`.
 //! 4. Each mutant is tested with the lab's graded tests only: the suites'
 //!    packages (`test_package`), their test targets and the graded test
-//!    names (`--exact`), through a cargo-mutants config file.
-//! 5. `mutants.out/outcomes.json` is read back into a [`Report`].
+//!    names (`--exact`), through a cargo-mutants config file. The baseline
+//!    (the same tests on the unmutated tree, which sets the timeout) is
+//!    run here, with cargo-mutants at `--baseline=skip`: its own tests only
+//!    the mutated packages.
+//! 5. Entries with `killed_by` are tested with that later lab's tests.
+//! 6. `mutants.out/outcomes.json` is read back into a [`Report`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -45,8 +49,8 @@ pub struct Options {
     pub seed: u64,
     /// cargo-mutants jobs (each above one builds in its own copy).
     pub jobs: usize,
-    /// Per-mutant test timeout (default: cargo-mutants' own, from the
-    /// baseline run).
+    /// Per-mutant test timeout (default: five times the graded tests'
+    /// time on the unmutated tree, at least 20 s).
     pub timeout: Option<u64>,
     /// Only list the mutants that would be tested.
     pub list: bool,
