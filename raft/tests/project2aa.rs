@@ -976,6 +976,31 @@ fn candidate_reverts_on_heartbeat_2aa() {
     );
 }
 
+/// `MsgPropose` only means something to a leader: a follower or a
+/// candidate answers it with `Err(ProposalDropped)` (the caller retries at
+/// the leader) and neither appends nor sends anything.
+#[test]
+fn proposals_to_a_follower_or_candidate_are_dropped_2aa() {
+    let follower = fresh(2, 3);
+    let candidate = candidate(2, 3);
+    for (role, mut r) in [("follower", follower), ("candidate", candidate)] {
+        let last = r.raft_log.last_index();
+        let got = r.step(propose_msg(2, b"x"));
+        expect_eq(
+            got,
+            Err(raft::Error::ProposalDropped),
+            format!("step(MsgPropose) on node 2 of 3, a {role} of term {}", r.term),
+            "Messages",
+        );
+        expect_eq(
+            (r.raft_log.last_index(), describe_all(&take_msgs(&mut r))),
+            (last, "[]".to_string()),
+            format!("a {role}'s (last index, messages sent) after a dropped proposal"),
+            "Messages",
+        );
+    }
+}
+
 #[test]
 fn vote_from_any_state_2aa() {
     let makers: Vec<(&str, Box<dyn Fn() -> R>)> = vec![

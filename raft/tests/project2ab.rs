@@ -268,6 +268,12 @@ fn leader_own_progress_2ab() {
         own.next_index,
         hint(REPL)
     );
+    assert_eq!(
+        r.raft_log.entries(2, 4).unwrap(),
+        vec![ent_data(2, 1, b"a"), ent_data(3, 1, b"b")],
+        "a proposal of 2 entries: each gets the next index and the leader's term 1. {}",
+        hint(REPL)
+    );
     r.step(propose_msg(&[b"c"])).unwrap();
     let own = r.prs[&1];
     assert_eq!(
@@ -1447,6 +1453,21 @@ fn heartbeat_response_triggers_catch_up_2ab() {
     );
     assert_same_log(&net, 1, &[2, 3], "after one heartbeat round");
     assert_eq!(committed_data(net.peer(3)), vec![b"a".to_vec(), b"b".to_vec()], "{}", hint(REPL));
+    // Node 2 holds everything: its heartbeat response asks for nothing.
+    let before = net.trace.len();
+    net.beat(1);
+    let appends_to_2 = net.trace[before..]
+        .iter()
+        .filter(|m| m.to == 2 && m.msg_type() == MessageType::MsgAppend)
+        .count();
+    assert_eq!(
+        appends_to_2,
+        0,
+        "node 2 already holds the leader's last entry: its heartbeat response must not make the \
+         leader send it an append; trace: {}. {}",
+        harness::describe_all(&net.trace[before..]),
+        hint(REPL)
+    );
 }
 
 #[test]
