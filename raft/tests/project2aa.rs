@@ -976,6 +976,25 @@ fn candidate_reverts_on_heartbeat_2aa() {
     );
 }
 
+/// The up-to-date check compares last terms first and lengths only when
+/// the last terms are equal: a voter whose log ends at (index 2, term 2)
+/// grants a shorter log with a later last term and refuses a longer one
+/// with an earlier last term.
+#[test]
+fn votes_go_by_last_term_before_length_2aa() {
+    for (log_term, index, grant) in
+        [(3, 1, true), (1, 5, false), (2, 2, true), (2, 3, true), (2, 1, false)]
+    {
+        let mut voter = raft_with_log(1, ids(3), &[1, 2], 2);
+        step(&mut voter, vote_req(2, 1, 5, log_term, index));
+        let what = format!(
+            "voter 1 with log (index, term) (1, 1) (2, 2); vote request of term 5 from 2 whose log \
+             ends at index {index}, term {log_term}: (to, term, reject)"
+        );
+        expect_eq(vote_answer(&mut voter, 2), (2, 5, !grant), what, VOTING);
+    }
+}
+
 /// `MsgPropose` only means something to a leader: a follower or a
 /// candidate answers it with `Err(ProposalDropped)` (the caller retries at
 /// the leader) and neither appends nor sends anything.
