@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use tinykv_engine::Cf;
-use tinykv_proto::kvrpcpb::{Action, KvPair, LockInfo};
+use tinykv_proto::kvrpcpb::{Action, KvPair, LockInfo, ScanRequest, ScanResponse};
 use tinykv_server::Server;
 use tinykv_server::limits::{MAX_KEY_SIZE_BYTES, MAX_SCAN_LIMIT, MAX_VALUE_SIZE_BYTES};
 use tinykv_transaction::MemStorage;
@@ -24,6 +24,35 @@ fn server() -> (MemStorage, Server) {
 }
 
 /// The value of `key` at `ts` through `KvGet`, which must not fail.
+/// `KvScan` through `server`, given 5 s: a scanner that never moves past a
+/// key fails here with a message instead of hanging until the runner's
+/// timeout kills the suite.
+fn scan_in_time(server: &Server, req: ScanRequest) -> ScanResponse {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let what = format!(
+        "KvScan from {:?}, limit {}, at {}",
+        req.start_key.escape_ascii().to_string(),
+        req.limit,
+        req.version
+    );
+    let server = server.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The receiver may be gone: the test gave up on this scan.
+        let _ = tx.send(server.kv_scan(req));
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(answer) => answer,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+            "{what}: no answer within {LIMIT:?}: Scanner::next must consume every lock and write \
+             entry of the key it looks at, or it finds the same key again forever; {DOC}"
+        ),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("{what}: it panicked (the message is above)")
+        }
+    }
+}
+
 fn get(server: &Server, key: &[u8], ts: u64) -> Option<Vec<u8>> {
     let resp = server.kv_get(requests::get(key, ts));
     assert!(
@@ -157,7 +186,7 @@ fn kv_scan_and_the_recovery_commands_go_through_the_server_4c() {
     assert!(server.kv_prewrite(prewrite).errors.is_empty(), "KvPrewrite; {DOC}");
 
     let now = compose(2000, 0);
-    let scan = server.kv_scan(requests::scan(b"", 10, now));
+    let scan = scan_in_time(&server, requests::scan(b"", 10, now));
     assert!(scan.region_error.is_none(), "KvScan: {scan:?}; {DOC}");
     let keys: Vec<(&[u8], bool)> =
         scan.pairs.iter().map(|p| (p.key.as_slice(), p.error.is_some())).collect();
@@ -166,7 +195,7 @@ fn kv_scan_and_the_recovery_commands_go_through_the_server_4c() {
         vec![(&b"a"[..], false), (b"b", false), (b"c", true), (b"d", true)],
         "KvScan sees a, b and the locks on c, d; {DOC}"
     );
-    let limited = server.kv_scan(requests::scan(b"b", 1, now));
+    let limited = scan_in_time(&server, requests::scan(b"b", 1, now));
     assert_eq!(
         limited.pairs,
         vec![KvPair { key: b"b".to_vec(), value: b"2".to_vec(), error: None }],
@@ -187,7 +216,7 @@ fn kv_scan_and_the_recovery_commands_go_through_the_server_4c() {
         "KvResolveLock: {resolve:?}; {DOC}"
     );
     assert!(storage.pairs(Cf::Lock).is_empty(), "no lock may be left after the resolve; {DOC}");
-    let scan = server.kv_scan(requests::scan(b"", 10, now));
+    let scan = scan_in_time(&server, requests::scan(b"", 10, now));
     assert_eq!(scan.pairs.len(), 2, "only a and b are left: {scan:?}; {DOC}");
 
     // A transaction that rolls itself back.
@@ -210,18 +239,18 @@ fn kv_scan_and_the_recovery_commands_go_through_the_server_4c() {
 #[test]
 fn bad_scan_and_recovery_requests_are_clear_errors_4c() {
     let (storage, server) = server();
-    let scan = server.kv_scan(requests::scan(b"", MAX_SCAN_LIMIT + 1, 10));
+    let scan = scan_in_time(&server, requests::scan(b"", MAX_SCAN_LIMIT + 1, 10));
     let message = scan.region_error.map(|e| e.message).unwrap_or_default();
     assert!(message.contains("scan limit"), "KvScan over the limit: {message:?}; {DOC}");
     let huge_key = vec![b'k'; MAX_KEY_SIZE_BYTES + 1];
-    let scan = server.kv_scan(requests::scan(&huge_key, 1, 10));
+    let scan = scan_in_time(&server, requests::scan(&huge_key, 1, 10));
     assert!(scan.region_error.is_some(), "KvScan with an oversized start key; {DOC}");
-    let scan = server.kv_scan(requests::scan(b"", 0, 10));
+    let scan = scan_in_time(&server, requests::scan(b"", 0, 10));
     assert!(
         scan.region_error.is_none() && scan.pairs.is_empty(),
         "a scan with limit 0 is fine and empty, got {scan:?}; {DOC}"
     );
-    let scan = server.kv_scan(requests::scan(b"", MAX_SCAN_LIMIT, 10));
+    let scan = scan_in_time(&server, requests::scan(b"", MAX_SCAN_LIMIT, 10));
     assert!(
         scan.region_error.is_none(),
         "a scan with limit {MAX_SCAN_LIMIT} (the maximum itself) is fine, got {:?}; {DOC}",
