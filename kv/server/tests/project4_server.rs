@@ -23,7 +23,6 @@ fn server() -> (MemStorage, Server) {
     (storage.clone(), Server::new(Arc::new(storage)))
 }
 
-/// The value of `key` at `ts` through `KvGet`, which must not fail.
 /// `KvScan` through `server`, given 5 s: a scanner that never moves past a
 /// key fails here with a message instead of hanging until the runner's
 /// timeout kills the suite.
@@ -53,6 +52,7 @@ fn scan_in_time(server: &Server, req: ScanRequest) -> ScanResponse {
     }
 }
 
+/// The value of `key` at `ts` through `KvGet`, which must not fail.
 fn get(server: &Server, key: &[u8], ts: u64) -> Option<Vec<u8>> {
     let resp = server.kv_get(requests::get(key, ts));
     assert!(
