@@ -296,12 +296,15 @@ impl<T: Storage> RaftLog<T> {
     pub fn find_conflict_by_term(&self, index: u64, term: u64) -> u64 {
         // SOLUTION BEGIN lab 2aa
         let mut i = index.min(self.last_index());
-        loop {
-            match self.term(i) {
-                Ok(t) if t > term && i > 0 => i -= 1,
-                _ => return i,
+        // The walk ends at a term at most `term`, at index 0, or at the
+        // first index whose term is unknown (compacted).
+        while let Ok(t) = self.term(i) {
+            if t <= term || i == 0 {
+                break;
             }
+            i -= 1;
         }
+        i
         // SOLUTION STUB
         // let _ = (index, term);
         // todo!("lab 2aa: RaftLog::find_conflict_by_term (raft/src/raft_log.rs)")

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use harness::*;
 use raft::eraftpb::{Message, MessageType};
-use raft::{Config, MemoryStorage, Raft, StateRole};
+use raft::{Config, MemoryStorage, Raft, RaftLog, StateRole};
 
 use MessageType::*;
 
@@ -25,6 +25,7 @@ const ROLES: &str = "Terms and roles";
 const TIMEOUTS: &str = "Election timeouts";
 const VOTING: &str = "Voting";
 const HEARTBEATS: &str = "Heartbeats";
+const CONFLICTS: &str = "Conflicts";
 
 type R = Raft<MemoryStorage>;
 
@@ -1309,7 +1310,54 @@ fn find_conflict_by_term_finds_the_hint_2aa() {
             "log (index, term) {log:?}: find_conflict_by_term({index}, {term}) must be the last \
              index at most {index} (and at most the last index, 5) whose term is at most {term}. \
              {}",
-            hint("Conflicts")
+            hint(CONFLICTS)
+        );
+    }
+}
+
+/// `RaftLog::append` replaces everything from the first new index on,
+/// wherever that index falls: inside the unstable entries (after some are
+/// persisted), right after the persisted ones, or inside the persisted
+/// ones (which become unstable again, for the application to overwrite).
+#[test]
+fn append_replaces_the_log_from_the_first_new_index_2aa() {
+    // (where the new entry goes, the log's (index, term)s after it,
+    //  the unstable indexes after it)
+    let cases = [
+        ("inside the unstable entries", 4, vec![(1, 1), (2, 1), (3, 1), (4, 2)], vec![3, 4]),
+        ("right after the persisted entries", 3, vec![(1, 1), (2, 1), (3, 2)], vec![3]),
+        ("inside the persisted entries", 2, vec![(1, 1), (2, 2)], vec![2]),
+    ];
+    for (place, at, want_log, want_unstable) in cases {
+        // Persisted: 1 and 2 (term 1). Unstable: 3, 4 and 5 (term 1).
+        let store = MemoryStorage::new_with_conf_state(ids(3));
+        store.append(&[entry(1, 1), entry(1, 2)]).expect("append to MemoryStorage");
+        let mut log = RaftLog::new(store).expect("RaftLog::new");
+        log.append(&[entry(1, 3), entry(1, 4), entry(1, 5)]);
+        let ctx = format!(
+            "a log of 1..=5 in term 1, 1 and 2 persisted (stabled 2), after append of entry \
+             ({at}, term 2) {place}"
+        );
+        let last = log.append(&[entry(2, at)]);
+        expect_eq(
+            last,
+            at,
+            format!("append's return value (the new last index) for {ctx}"),
+            CONFLICTS,
+        );
+        let got: Vec<(u64, u64)> = log
+            .entries(1, log.last_index() + 1)
+            .expect("entries of the whole log")
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect();
+        expect_eq(got, want_log, format!("the log's (index, term)s for {ctx}"), CONFLICTS);
+        let unstable: Vec<u64> = log.unstable_entries().iter().map(|e| e.index).collect();
+        expect_eq(
+            unstable,
+            want_unstable,
+            format!("the unstable entries' indexes for {ctx}"),
+            CONFLICTS,
         );
     }
 }

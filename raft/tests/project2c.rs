@@ -141,8 +141,9 @@ fn persist(net: &mut Network, id: u64) {
 // ----- restore ------------------------------------------------------------------
 
 /// `Raft::restore` of a newer snapshot: the log is the snapshot (last
-/// index and term), everything in it is committed, it waits in
-/// `pending_snapshot`, and the membership is the snapshot's `conf_state`.
+/// index and term, and the first index just after it), everything in it
+/// is committed, it waits in `pending_snapshot`, and the membership is the
+/// snapshot's `conf_state`.
 #[test]
 fn restore_sets_log_commit_and_members_2c() {
     let mut r = harness::new_raft(1, vec![1, 2], 10, 1);
@@ -163,6 +164,13 @@ fn restore_sets_log_commit_and_members_2c() {
         SNAP,
     );
     expect_eq(log.last_term(), 11, "last term after restore", SNAP);
+    expect_eq(
+        log.first_index(),
+        12,
+        "first index after restoring a snapshot at 11, while it is still pending (the entry \
+         after the snapshot)",
+        SNAP,
+    );
     expect_eq(log.committed, 11, "commit index after restore (the snapshot's index)", SNAP);
     expect_eq(
         log.pending_snapshot.as_ref().map(meta),
