@@ -379,7 +379,7 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 None => print!("{text}"),
             }
-            Ok(if report.survivors.is_empty() { 0 } else { 1 })
+            Ok(if report.survivors.is_empty() && report.stale_entries.is_empty() { 0 } else { 1 })
         }
         Cmd::Handout { stage, out, keep_solutions, force } => {
             let started = Instant::now();

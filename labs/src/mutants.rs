@@ -147,6 +147,9 @@ pub struct Report {
     pub files: BTreeMap<String, Tally>,
     /// The mutants that survived, for review.
     pub survivors: Vec<MutantReport>,
+    /// Entries of the equivalent list for this lab that match no mutant
+    /// (a changed line or a misspelt mutation): fix or remove them.
+    pub stale_entries: Vec<String>,
     /// Every mutant tested or skipped as equivalent.
     pub mutants: Vec<MutantReport>,
     /// Wall time of the run.
@@ -643,6 +646,7 @@ pub fn run(m: &Manifest, opts: &Options) -> Result<Report> {
     let all = list_mutants(&tree, &target, &diff_path)?;
     let equivalents: Vec<Equivalent> =
         load_equivalents(&m.root)?.into_iter().filter(|e| e.lab == lab.id).collect();
+    let stale_entries = stale(&equivalents, &all);
     let mut mutants = Vec::new();
     let mut candidates = Vec::new();
     let mut deferred: BTreeMap<String, Vec<(&Mutant, String)>> = BTreeMap::new();
@@ -732,12 +736,42 @@ pub fn run(m: &Manifest, opts: &Options) -> Result<Report> {
         sample: opts.sample,
         seed: opts.seed,
         survivors: mutants.iter().filter(|mu| mu.status == "survived").cloned().collect(),
+        stale_entries,
         total,
         files,
         mutants,
         duration_secs: started.elapsed().as_secs_f64(),
         output_dir: out_dir.join("mutants.out").display().to_string(),
     })
+}
+
+/// The entries that match none of `all`, each as `file: function: mutation`
+/// (with its line when it names one).
+fn stale(equivalents: &[Equivalent], all: &[Mutant]) -> Vec<String> {
+    equivalents
+        .iter()
+        .filter(|e| !all.iter().any(|mu| mu.is(e)))
+        .map(|e| match e.line {
+            Some(l) => format!("{}:{l}: {}: {}", e.file, e.function, e.mutation),
+            None => format!("{}: {}: {}", e.file, e.function, e.mutation),
+        })
+        .collect()
+}
+
+fn stale_note(r: &Report) -> String {
+    if r.stale_entries.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\n{} entries of {EQUIVALENT_PATH} for lab {} match no mutant (fix the line or the \
+         mutation's text, or remove them):\n",
+        r.stale_entries.len(),
+        r.lab
+    );
+    for e in &r.stale_entries {
+        s.push_str(&format!("  {e}\n"));
+    }
+    s
 }
 
 fn report_of(mu: &Mutant, status: &str, why: Option<String>) -> MutantReport {
@@ -771,6 +805,7 @@ pub fn table(r: &Report, list: bool) -> String {
             };
             s.push_str(&format!("{}:{}: {}{tag}\n", mu.file, mu.line, mu.mutation));
         }
+        s.push_str(&stale_note(r));
         return s;
     }
     let rows: Vec<(String, &Tally)> = std::iter::once(("total".to_string(), &r.total))
@@ -820,6 +855,7 @@ pub fn table(r: &Report, list: bool) -> String {
         }
         s.push_str(&format!("each mutant's diff and test log: {}\n", r.output_dir));
     }
+    s.push_str(&stale_note(r));
     s
 }
 
@@ -910,5 +946,15 @@ mod tests {
             line: None,
         };
         assert!(m.is(&e));
+        assert!(stale(std::slice::from_ref(&e), std::slice::from_ref(&m)).is_empty());
+        let misspelt = Equivalent { mutation: "replace add with () in add".into(), ..e.clone() };
+        let other_line = Equivalent { line: Some(4), ..e };
+        assert_eq!(
+            stale(&[misspelt, other_line], std::slice::from_ref(&m)),
+            vec![
+                "src/a.rs: add: replace add with () in add".to_string(),
+                "src/a.rs:4: add: replace + with - in add".to_string()
+            ]
+        );
     }
 }
