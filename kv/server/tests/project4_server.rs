@@ -16,6 +16,9 @@ use tinykv_transaction::MemStorage;
 use tinykv_transaction::requests::{self, PrewriteBuilder};
 use tinykv_transaction::ts::compose;
 
+#[path = "../../transaction/tests/support/deadline.rs"]
+mod deadline;
+
 const DOC: &str = "see docs/src/lab4-transactions.md, \"The server\"";
 
 fn server() -> (MemStorage, Server) {
@@ -23,11 +26,10 @@ fn server() -> (MemStorage, Server) {
     (storage.clone(), Server::new(Arc::new(storage)))
 }
 
-/// `KvScan` through `server`, given 5 s: a scanner that never moves past a
-/// key fails here with a message instead of hanging until the runner's
-/// timeout kills the suite.
+/// `KvScan` through `server`, given [`deadline::SCAN_LIMIT`]: a scanner
+/// that never moves past a key fails here with a message instead of
+/// hanging until the runner's timeout kills the suite.
 fn scan_in_time(server: &Server, req: ScanRequest) -> ScanResponse {
-    const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
     let what = format!(
         "KvScan from {:?}, limit {}, at {}",
         req.start_key.escape_ascii().to_string(),
@@ -35,21 +37,7 @@ fn scan_in_time(server: &Server, req: ScanRequest) -> ScanResponse {
         req.version
     );
     let server = server.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // The receiver may be gone: the test gave up on this scan.
-        let _ = tx.send(server.kv_scan(req));
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(answer) => answer,
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
-            "{what}: no answer within {LIMIT:?}: Scanner::next must consume every lock and write \
-             entry of the key it looks at, or it finds the same key again forever; {DOC}"
-        ),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            panic!("{what}: it panicked (the message is above)")
-        }
-    }
+    deadline::scan_without_hanging(&what, DOC, move || server.kv_scan(req))
 }
 
 /// The value of `key` at `ts` through `KvGet`, which must not fail.

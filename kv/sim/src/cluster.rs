@@ -59,6 +59,7 @@ use tinykv_scheduler::{
 
 use crate::capture;
 use crate::history::{FaultRecord, History, OpKind, OpRecord, OpResult};
+use crate::livelock::{MAX_SAME_REJECTIONS, Rejection, RejectionStreaks};
 use crate::network::{NetConfig, Network, SCHEDULER_NODE};
 use crate::region_cache::RegionCache;
 
@@ -504,6 +505,8 @@ pub struct Cluster {
     pub snapshot_stats: SnapshotStats,
     /// Corrupts one byte of the next snapshot sent, when set.
     corrupt_next_snapshot: bool,
+    /// Identical append rejections in a row: a livelock fails the run.
+    rejections: RejectionStreaks,
     digest: u64,
     events: u64,
 }
@@ -546,6 +549,7 @@ impl Cluster {
             dir: tempfile::tempdir().expect("a temporary directory for the stores"),
             snapshot_stats: SnapshotStats::default(),
             corrupt_next_snapshot: false,
+            rejections: RejectionStreaks::default(),
             digest: 0xCBF2_9CE4_8422_2325,
             events: 0,
             cfg,
@@ -1042,6 +1046,31 @@ impl Cluster {
         }
     }
 
+    /// Fails the run when `msg`, delivered to store `to`, is the same append
+    /// rejection, from one follower to one leader, [`MAX_SAME_REJECTIONS`]
+    /// times in a row (rejections the network drops do not count; see
+    /// [`crate::livelock`]).
+    fn check_rejection_streak(&mut self, from: u64, to: u64, msg: &RaftMessage) {
+        let Some(m) = msg.message.as_ref() else { return };
+        if m.msg_type() != MessageType::MsgAppendResponse {
+            return;
+        }
+        let rej =
+            m.reject.then_some(Rejection { term: m.term, index: m.index, log_term: m.log_term });
+        let streak = self.rejections.record(msg.region_id, from, to, rej);
+        if streak >= MAX_SAME_REJECTIONS {
+            panic!(
+                "livelock in region {}: store {from} rejected the same append from store {to} \
+                 {streak} times in a row (term {}, index {}, log term {}), and the leader sent \
+                 it again each time. A rejected append should move the leader's next index \
+                 back (lab 2ab, Raft::handle_append_response), and a follower's log and raft \
+                 state must survive its restarts (lab 2b, PeerStorage::save_ready_state). \
+                 (seed {})",
+                msg.region_id, m.term, m.index, m.log_term, self.cfg.seed
+            );
+        }
+    }
+
     /// Reads the files of the snapshot in `msg` from the sender and puts
     /// them on the wire with the message.
     fn send_snapshot(&mut self, from: u64, to: u64, msg: RaftMessage) {
@@ -1150,6 +1179,9 @@ impl Cluster {
                 rm.entries.len(),
                 if rm.reject { " reject" } else { "" }
             );
+        }
+        if self.is_up(to) {
+            self.check_rejection_streak(from, to, &msg);
         }
         self.with_store(to, |s, fx| s.on_raft_message(msg, fx));
     }

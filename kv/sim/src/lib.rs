@@ -8,6 +8,7 @@
 //! | [`history`] | what clients did and saw |
 //! | [`region_cache`] | a client's regions by key, refreshed from region errors |
 //! | [`linearizability`] | the linearizability checker |
+//! | [`livelock`] | fails a run whose follower rejects the same append over and over |
 //! | [`workload`] | the generic workload (clients × faults × restarts) and its checks |
 //! | [`suite`] | seed, log capture, final checks and the failure report of a graded test |
 //! | [`report`], [`capture`] | the HTML failure report; per-node log capture |
@@ -17,6 +18,7 @@ pub mod capture;
 pub mod cluster;
 pub mod history;
 pub mod linearizability;
+pub mod livelock;
 pub mod network;
 pub mod region_cache;
 pub mod report;

@@ -27,6 +27,9 @@ use tinykv_transaction::{Lock, MemStorage, ScanItem, Scanner, TxnStore, Write, W
 
 // ----- helpers ---------------------------------------------------------------
 
+#[path = "support/deadline.rs"]
+mod deadline;
+
 const DOC: &str = "see docs/src/lab4-transactions.md, \"Lab 4c\"";
 
 /// The largest logical part of a timestamp.
@@ -125,37 +128,13 @@ fn resolve(store: &TxnStore, start: u64, commit: u64) -> ResolveLockResponse {
     store.kv_resolve_lock(&requests::resolve_lock(start, commit))
 }
 
-/// Runs `f` on its own thread: a scan that makes no progress (a
-/// `Scanner::next` that loops without consuming the key's lock or write
-/// entries) fails here after a few seconds with a message naming `what`,
-/// instead of hanging until the runner kills the test. A scan that
-/// finishes takes microseconds; the wall clock only matters for one that
-/// never does.
-fn without_hanging<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // The receiver may be gone: the test gave up on this scan.
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(answer) => answer,
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
-            "{what}: no answer within {LIMIT:?}: Scanner::next must consume every lock and \
-             write entry of the key it looks at, or it finds the same key again forever; {DOC}"
-        ),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            panic!("{what}: it panicked (the message is above)")
-        }
-    }
-}
-
-/// `KvScan`, on a store over the same storage (see [`without_hanging`]).
+/// `KvScan`, on a store over the same storage, given
+/// [`deadline::SCAN_LIMIT`].
 fn scan(store: &TxnStore, start_key: &[u8], limit: u32, version: u64) -> ScanResponse {
     let req = requests::scan(start_key, limit, version);
     let storage = store.storage.clone();
     let what = format!("a scan from \"{}\", limit {limit}, at {version}", start_key.escape_ascii());
-    without_hanging(&what, move || TxnStore::new(storage).kv_scan(&req))
+    deadline::scan_without_hanging(&what, DOC, move || TxnStore::new(storage).kv_scan(&req))
 }
 
 fn ok_rollback() -> BatchRollbackResponse {
@@ -1379,7 +1358,7 @@ fn scanner_yields_items_then_none_4c() {
     s.put_write_record(b"d", WriteKind::Rollback, 6, 6);
     s.put_lock(b"e", &lock_of(b"c", 5, 77, WriteKind::Delete));
     s.put_lock(b"f", &lock_of(b"f", 50, 1, WriteKind::Put));
-    let (items, ends) = without_hanging("Scanner from \"\" at 10", move || {
+    let (items, ends) = deadline::scan_without_hanging("Scanner from \"\" at 10", DOC, move || {
         let reader = s.reader(&Context::default()).expect("an in-memory reader");
         let mut scanner = Scanner::new(reader, b"", 10);
         let items: Vec<_> =
@@ -1413,7 +1392,7 @@ fn scanner_from_a_start_key_4c() {
     s.put_committed(b"b", b"2new", 7, 8);
     s.put_lock(b"bb", &lock_of(b"x", 3, 5, WriteKind::Put));
     s.put_committed(b"c", b"3", 1, 2);
-    let items = without_hanging("Scanner from b at 5", move || {
+    let items = deadline::scan_without_hanging("Scanner from b at 5", DOC, move || {
         let reader = s.reader(&Context::default()).expect("an in-memory reader");
         let mut scanner = Scanner::new(reader, b"b", 5);
         let mut items = Vec::new();
