@@ -1299,11 +1299,22 @@ fn find_conflict_by_term_finds_the_hint_2aa() {
     let store = MemoryStorage::new_with_conf_state(ids(3));
     let log = [(1, 1), (2, 1), (3, 2), (4, 3), (5, 3)];
     store.append(&log.map(|(i, t)| entry(t, i))).expect("append to MemoryStorage");
-    let r = Raft::new(&config(1), store).expect("Raft::new");
     for ((index, term), want) in
         [((5, 3), 5), ((5, 2), 3), ((4, 1), 2), ((9, 3), 5), ((9, 2), 3), ((5, 0), 0), ((2, 5), 2)]
     {
-        let got = r.raft_log.find_conflict_by_term(index, term);
+        let store = store.clone();
+        let got = harness::deadline::within(
+            &format!("log (index, term) {log:?}: find_conflict_by_term({index}, {term})"),
+            std::time::Duration::from_secs(5),
+            &format!(
+                "the walk down the log must end, at index 0 at the latest. {}",
+                hint(CONFLICTS)
+            ),
+            move || {
+                let r = Raft::new(&config(1), store).expect("Raft::new");
+                r.raft_log.find_conflict_by_term(index, term)
+            },
+        );
         assert_eq!(
             got,
             want,

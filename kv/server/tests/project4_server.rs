@@ -16,7 +16,7 @@ use tinykv_transaction::MemStorage;
 use tinykv_transaction::requests::{self, PrewriteBuilder};
 use tinykv_transaction::ts::compose;
 
-#[path = "../../transaction/tests/support/deadline.rs"]
+#[path = "../../../raft/tests/harness/deadline.rs"]
 mod deadline;
 
 const DOC: &str = "see docs/src/lab4-transactions.md, \"The server\"";
@@ -26,9 +26,9 @@ fn server() -> (MemStorage, Server) {
     (storage.clone(), Server::new(Arc::new(storage)))
 }
 
-/// `KvScan` through `server`, given [`deadline::SCAN_LIMIT`]: a scanner
-/// that never moves past a key fails here with a message instead of
-/// hanging until the runner's timeout kills the suite.
+/// `KvScan` through `server`, given 5 s: a scanner that never moves past a
+/// key fails here with a message instead of hanging until the runner's
+/// timeout kills the suite.
 fn scan_in_time(server: &Server, req: ScanRequest) -> ScanResponse {
     let what = format!(
         "KvScan from {:?}, limit {}, at {}",
@@ -37,7 +37,11 @@ fn scan_in_time(server: &Server, req: ScanRequest) -> ScanResponse {
         req.version
     );
     let server = server.clone();
-    deadline::scan_without_hanging(&what, DOC, move || server.kv_scan(req))
+    let hint = format!(
+        "Scanner::next must consume every lock and write entry of the key it looks at, or it \
+         finds the same key again forever; {DOC}"
+    );
+    deadline::within(&what, std::time::Duration::from_secs(5), &hint, move || server.kv_scan(req))
 }
 
 /// The value of `key` at `ts` through `KvGet`, which must not fail.

@@ -27,7 +27,7 @@ use tinykv_transaction::{Lock, MemStorage, ScanItem, Scanner, TxnStore, Write, W
 
 // ----- helpers ---------------------------------------------------------------
 
-#[path = "support/deadline.rs"]
+#[path = "../../../raft/tests/harness/deadline.rs"]
 mod deadline;
 
 const DOC: &str = "see docs/src/lab4-transactions.md, \"Lab 4c\"";
@@ -128,13 +128,27 @@ fn resolve(store: &TxnStore, start: u64, commit: u64) -> ResolveLockResponse {
     store.kv_resolve_lock(&requests::resolve_lock(start, commit))
 }
 
-/// `KvScan`, on a store over the same storage, given
-/// [`deadline::SCAN_LIMIT`].
+/// How long a scan may take before it counts as looping forever.
+const SCAN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the scan `f` with [`SCAN_LIMIT`]: a `Scanner::next` that loops
+/// without consuming the key's lock or write entries fails here with a
+/// message naming `what`, instead of hanging until the runner kills the
+/// test.
+fn without_hanging<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let hint = format!(
+        "Scanner::next must consume every lock and write entry of the key it looks at, or it \
+         finds the same key again forever; {DOC}"
+    );
+    deadline::within(what, SCAN_LIMIT, &hint, f)
+}
+
+/// `KvScan`, on a store over the same storage (see [`without_hanging`]).
 fn scan(store: &TxnStore, start_key: &[u8], limit: u32, version: u64) -> ScanResponse {
     let req = requests::scan(start_key, limit, version);
     let storage = store.storage.clone();
     let what = format!("a scan from \"{}\", limit {limit}, at {version}", start_key.escape_ascii());
-    deadline::scan_without_hanging(&what, DOC, move || TxnStore::new(storage).kv_scan(&req))
+    without_hanging(&what, move || TxnStore::new(storage).kv_scan(&req))
 }
 
 fn ok_rollback() -> BatchRollbackResponse {
@@ -1358,7 +1372,7 @@ fn scanner_yields_items_then_none_4c() {
     s.put_write_record(b"d", WriteKind::Rollback, 6, 6);
     s.put_lock(b"e", &lock_of(b"c", 5, 77, WriteKind::Delete));
     s.put_lock(b"f", &lock_of(b"f", 50, 1, WriteKind::Put));
-    let (items, ends) = deadline::scan_without_hanging("Scanner from \"\" at 10", DOC, move || {
+    let (items, ends) = without_hanging("Scanner from \"\" at 10", move || {
         let reader = s.reader(&Context::default()).expect("an in-memory reader");
         let mut scanner = Scanner::new(reader, b"", 10);
         let items: Vec<_> =
@@ -1392,7 +1406,7 @@ fn scanner_from_a_start_key_4c() {
     s.put_committed(b"b", b"2new", 7, 8);
     s.put_lock(b"bb", &lock_of(b"x", 3, 5, WriteKind::Put));
     s.put_committed(b"c", b"3", 1, 2);
-    let items = deadline::scan_without_hanging("Scanner from b at 5", DOC, move || {
+    let items = without_hanging("Scanner from b at 5", move || {
         let reader = s.reader(&Context::default()).expect("an in-memory reader");
         let mut scanner = Scanner::new(reader, b"b", 5);
         let mut items = Vec::new();

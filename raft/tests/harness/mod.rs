@@ -29,6 +29,7 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod deadline;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
