@@ -5,6 +5,14 @@
 //! `Ready`. Peers are kept in a `BTreeMap`, so ticking them goes in region
 //! order and a simulated run depends only on its seed.
 //!
+//! A driver that batches (the production one, `kv/server/src/node.rs`)
+//! instead steps a whole batch of raft messages and commands with
+//! [`Store::step_raft_message`] and [`Store::propose`], and then calls
+//! [`Store::handle_readies`] once: each peer then handles one `Ready` for
+//! the batch, so the proposals of a batch share one synced raft write, one
+//! round of messages and one apply batch (TinyKV's raft worker does the
+//! same: it drains its channel, then handles each peer's `Ready`).
+//!
 //! The store also owns the snapshot files' life after they are built or
 //! received: a raft message carrying a snapshot is only stepped when its
 //! files arrived intact ([`Store::check_snapshot`]), and a periodic sweep
@@ -55,6 +63,10 @@ pub struct Store {
     /// Snapshot files found stale by the last sweep: deleted if the next
     /// sweep finds them stale again (a sender may be about to open one).
     stale_snaps: BTreeSet<(SnapKind, SnapKey)>,
+    /// Regions stepped since the last [`Store::handle_readies`], whose
+    /// peers may have a `Ready` to handle. Empty while the driver uses only
+    /// the `on_*` methods; a tick or a task result handles it first.
+    pending_ready: BTreeSet<u64>,
 }
 
 impl Store {
@@ -80,6 +92,7 @@ impl Store {
             snap_gc_ticks: 0,
             store_heartbeat_ticks: 0,
             stale_snaps: BTreeSet::new(),
+            pending_ready: BTreeSet::new(),
         };
         let (start, end) = keys::region_state_range();
         let snap = store.engines.kv.snapshot();
@@ -153,6 +166,25 @@ impl Store {
     /// store). Messages for another store, an unknown region or another
     /// peer id are dropped with a log line.
     pub fn on_raft_message(&mut self, msg: RaftMessage, ctx: &mut dyn Context) -> Result<()> {
+        self.step_raft_message(msg, ctx)?;
+        self.handle_readies(ctx)
+    }
+
+    /// [`Store::on_raft_message`] without handling the peer's `Ready`: the
+    /// region waits in the batch for [`Store::handle_readies`]. A message
+    /// that may change which peers the store has (one for a region without
+    /// a peer here, or a snapshot) first handles the batch's Readies, so
+    /// that it meets the store as the earlier inputs left it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::on_raft_message`].
+    pub fn step_raft_message(&mut self, msg: RaftMessage, ctx: &mut dyn Context) -> Result<()> {
+        let is_snapshot =
+            msg.message.as_ref().is_some_and(|m| m.msg_type() == MessageType::MsgSnapshot);
+        if is_snapshot || !self.peers.contains_key(&msg.region_id) {
+            self.handle_readies(ctx)?;
+        }
         let to = msg.to_peer.unwrap_or_default();
         if to.store_id != self.store_id {
             log::warn!("store {}: drops a message for store {}", self.store_id, to.store_id);
@@ -181,7 +213,21 @@ impl Store {
         if let Err(e) = peer.step(raft_msg) {
             log::debug!("{} could not step a message: {e}", peer.tag);
         }
-        self.on_peer_ready(msg.region_id, ctx)
+        self.pending_ready.insert(msg.region_id);
+        Ok(())
+    }
+
+    /// Lets every peer stepped since the last call handle its `Ready`, in
+    /// region order.
+    ///
+    /// # Errors
+    ///
+    /// An engine error (fatal for the store).
+    pub fn handle_readies(&mut self, ctx: &mut dyn Context) -> Result<()> {
+        while let Some(region_id) = self.pending_ready.pop_first() {
+            self.on_peer_ready(region_id, ctx)?;
+        }
+        Ok(())
     }
 
     /// Deletes the received files of a snapshot that was refused, so that
@@ -264,11 +310,18 @@ impl Store {
         token: Token,
         ctx: &mut dyn Context,
     ) -> Result<()> {
+        self.propose(req, token, ctx);
+        self.handle_readies(ctx)
+    }
+
+    /// [`Store::on_command`] without handling the peer's `Ready`: the
+    /// region waits in the batch for [`Store::handle_readies`].
+    pub fn propose(&mut self, req: RaftCmdRequest, token: Token, ctx: &mut dyn Context) {
         let region_id = req.header.as_ref().map_or(0, |h| h.region_id);
         let Some(peer) = self.peers.get_mut(&region_id) else {
             let resp = Error::RegionNotFound(region_id).into_response(0);
             ctx.respond(token, CmdResponse::new(resp));
-            return Ok(());
+            return;
         };
         let end = &peer.region().end_key;
         let sibling = (!end.is_empty())
@@ -278,7 +331,7 @@ impl Store {
             .cloned();
         let mut with_sibling = SiblingContext { inner: ctx, sibling };
         peer.propose_command(req, token, &mut with_sibling);
-        self.on_peer_ready(region_id, ctx)
+        self.pending_ready.insert(region_id);
     }
 
     /// One raft tick for every peer, and one for the store's heartbeat.
@@ -287,6 +340,7 @@ impl Store {
     ///
     /// An engine error (fatal for the store).
     pub fn on_tick(&mut self, ctx: &mut dyn Context) -> Result<()> {
+        self.handle_readies(ctx)?;
         let region_ids: Vec<u64> = self.peers.keys().copied().collect();
         for region_id in region_ids {
             if let Some(peer) = self.peers.get_mut(&region_id) {
@@ -310,6 +364,7 @@ impl Store {
     /// A snapshot that could not be applied (its data is half written:
     /// fatal for the store); an engine error.
     pub fn on_task_result(&mut self, result: TaskResult, ctx: &mut dyn Context) -> Result<()> {
+        self.handle_readies(ctx)?;
         let region_id = result.region_id();
         let Some(peer) = self.peers.get_mut(&region_id) else {
             log::debug!("store {}: no peer for {result:?}", self.store_id);
@@ -469,5 +524,91 @@ impl Context for SiblingContext<'_> {
 
     fn report(&mut self, task: crate::heartbeat::SchedulerTask) {
         self.inner.report(task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tinykv_engine::MemoryDisk;
+    use tinykv_proto::metapb;
+    use tinykv_proto::raft_cmdpb::{CmdType, PutRequest, RaftRequestHeader, Request};
+
+    use super::*;
+    use crate::bootstrap::{bootstrap_region, bootstrap_store, first_region};
+    use crate::worker::Task;
+
+    /// Counts answers; sends nothing (the region has one peer).
+    #[derive(Default)]
+    struct Answers(Vec<(Token, CmdResponse)>);
+
+    impl Context for Answers {
+        fn send(&mut self, _: RaftMessage) {}
+        fn respond(&mut self, token: Token, resp: CmdResponse) {
+            self.0.push((token, resp));
+        }
+        fn schedule(&mut self, _: Task) {}
+        fn report(&mut self, _: crate::heartbeat::SchedulerTask) {}
+    }
+
+    /// Store 1 with region 1 (one peer, id 1), ticked until it leads;
+    /// and its raft engine's disk.
+    fn leader(dir: &std::path::Path) -> (Store, MemoryDisk) {
+        let raft_disk = MemoryDisk::new();
+        let engines = Engines::new(Arc::new(MemoryDisk::new().open()), Arc::new(raft_disk.open()));
+        bootstrap_store(&engines, 1, 1).unwrap();
+        bootstrap_region(&engines, &first_region(1, &[(1, 1)])).unwrap();
+        let snaps = Arc::new(SnapManager::open(dir).unwrap());
+        let mut store = Store::start(Config::default(), engines, snaps).unwrap();
+        let mut ctx = Answers::default();
+        for _ in 0..100 {
+            store.on_tick(&mut ctx).unwrap();
+        }
+        assert!(store.peer(1).unwrap().is_leader(), "store 1's only peer of region 1 leads");
+        (store, raft_disk)
+    }
+
+    fn put(store: &Store, key: &[u8]) -> RaftCmdRequest {
+        let region = store.peer(1).unwrap().region().clone();
+        let request = Request {
+            cmd_type: CmdType::Put as i32,
+            put: Some(PutRequest { cf: "default".into(), key: key.to_vec(), value: b"v".to_vec() }),
+            ..Default::default()
+        };
+        RaftCmdRequest {
+            header: Some(RaftRequestHeader {
+                region_id: 1,
+                peer: Some(metapb::Peer { id: 1, store_id: 1 }),
+                region_epoch: region.region_epoch,
+                term: 0,
+            }),
+            requests: vec![request],
+            admin_request: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_of_proposals_shares_one_synced_raft_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, raft_disk) = leader(dir.path());
+        let mut ctx = Answers::default();
+        let before = raft_disk.stats().syncs;
+        for token in 1..=8 {
+            let req = put(&store, format!("k{token}").as_bytes());
+            store.propose(req, token, &mut ctx);
+        }
+        assert!(ctx.0.is_empty(), "nothing is answered before the batch's Readies");
+        store.handle_readies(&mut ctx).unwrap();
+        assert_eq!(ctx.0.len(), 8, "every proposal of the batch is answered: {:?}", ctx.0);
+        assert_eq!(raft_disk.stats().syncs - before, 1, "one synced raft write for the batch");
+
+        let before = raft_disk.stats().syncs;
+        for token in 9..=16 {
+            let req = put(&store, format!("k{token}").as_bytes());
+            store.on_command(req, token, &mut ctx).unwrap();
+        }
+        assert_eq!(ctx.0.len(), 16);
+        assert_eq!(raft_disk.stats().syncs - before, 8, "one synced raft write per on_command");
     }
 }

@@ -573,6 +573,18 @@ impl Workers {
     }
 }
 
+/// The most inputs the store thread takes in one round before its peers
+/// handle their `Ready`s: enough to share a synced raft write among many
+/// clients' proposals, few enough that the round's answers are not held up.
+const MAX_BATCH: usize = 256;
+
+/// The store thread: rounds of inputs until `Stop` or an engine failure.
+/// A round takes the first input (waiting until the next tick at most)
+/// and every input already queued behind it, up to [`MAX_BATCH`], steps
+/// the raft messages and commands among them without handling Readies,
+/// and then lets each stepped peer handle one `Ready` for the whole round
+/// ([`Store::handle_readies`]). A tick that falls due is taken before the
+/// next round, however busy the queue.
 fn run_store(
     mut store: Store,
     transport: Transport,
@@ -589,59 +601,50 @@ fn run_store(
     log::info!("store {id}: running");
     leaders.observe_all(&store);
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let input = match rx.recv_timeout(wait) {
-            Ok(input) => Some(input),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
         let mut ctx = ThreadContext {
             transport: &transport,
             workers: &workers,
             pending: &mut pending,
             reports: reports.as_ref(),
         };
-        let result = match input {
-            None => {
-                next_tick += tick;
-                if next_tick < Instant::now() {
-                    // Fell behind (a slow disk): don't try to catch up.
-                    next_tick = Instant::now() + tick;
+        let mut result = Ok(());
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick += tick;
+            if next_tick < now {
+                // Fell behind (a slow disk): don't try to catch up.
+                next_tick = now + tick;
+            }
+            result = store.on_tick(&mut ctx);
+        }
+        let mut stop = false;
+        if result.is_ok() {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut input = match rx.recv_timeout(wait) {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut taken = 0;
+            while let Some(next) = input.take() {
+                taken += 1;
+                let step = take_input(&mut store, next, &mut ctx, &mut next_token);
+                stop = step.is_none();
+                result = step.unwrap_or(Ok(()));
+                if stop || result.is_err() || taken == MAX_BATCH {
+                    break;
                 }
-                let result = store.on_tick(&mut ctx);
-                leaders.observe_all(&store);
-                result
+                input = rx.try_recv().ok();
             }
-            Some(Input::Raft(msg)) => {
-                let region_id = msg.region_id;
-                let result = store.on_raft_message(*msg, &mut ctx);
-                leaders.observe(&store, region_id);
-                result
-            }
-            Some(Input::TaskResult(result)) => store.on_task_result(*result, &mut ctx),
-            Some(Input::Command(req, reply)) => {
-                let token = next_token;
-                next_token += 1;
-                ctx.pending.insert(token, reply);
-                store.on_command(*req, token, &mut ctx)
-            }
-            Some(Input::Region(region_id, reply)) => {
-                let _ = reply.send(store.peer(region_id).map(|p| p.region().clone()));
-                Ok(())
-            }
-            Some(Input::RegionForKey(key, reply)) => {
-                let _ = reply.send(store.meta().region_for_key(&key).cloned());
-                Ok(())
-            }
-            Some(Input::FromScheduler(resp)) => store.on_region_heartbeat_response(*resp, &mut ctx),
-            Some(Input::SplitIds(region, split_key, resp)) => {
-                store.on_ask_split_response(*region, split_key, resp, &mut ctx)
-            }
-            Some(Input::Stop) => break,
-        };
+            result = result.and_then(|()| store.handle_readies(&mut ctx));
+        }
+        leaders.observe_all(&store);
         if let Err(e) = result {
             // An engine failure: the store cannot go on safely.
             log::error!("store {id}: stopping after an engine failure: {e}");
+            break;
+        }
+        if stop {
             break;
         }
     }
@@ -652,6 +655,46 @@ fn run_store(
     log::info!("store {id}: stopped");
 }
 
+/// Takes one input of a round: raft messages and commands are stepped
+/// (their Readies wait for the end of the round); other inputs first let
+/// the round's peers handle their Readies, so that they see the store as
+/// the earlier inputs left it. `None` for `Stop`.
+fn take_input(
+    store: &mut Store,
+    input: Input,
+    ctx: &mut ThreadContext<'_>,
+    next_token: &mut Token,
+) -> Option<tinykv_raftstore::error::Result<()>> {
+    let deferred = matches!(input, Input::Raft(_) | Input::Command(..));
+    if !deferred && let Err(e) = store.handle_readies(ctx) {
+        return Some(Err(e));
+    }
+    Some(match input {
+        Input::Raft(msg) => store.step_raft_message(*msg, ctx),
+        Input::TaskResult(result) => store.on_task_result(*result, ctx),
+        Input::Command(req, reply) => {
+            let token = *next_token;
+            *next_token += 1;
+            ctx.pending.insert(token, reply);
+            store.propose(*req, token, ctx);
+            Ok(())
+        }
+        Input::Region(region_id, reply) => {
+            let _ = reply.send(store.peer(region_id).map(|p| p.region().clone()));
+            Ok(())
+        }
+        Input::RegionForKey(key, reply) => {
+            let _ = reply.send(store.meta().region_for_key(&key).cloned());
+            Ok(())
+        }
+        Input::FromScheduler(resp) => store.on_region_heartbeat_response(*resp, ctx),
+        Input::SplitIds(region, split_key, resp) => {
+            store.on_ask_split_response(*region, split_key, resp, ctx)
+        }
+        Input::Stop => return None,
+    })
+}
+
 /// What the store thread last logged about each region's term and leader.
 #[derive(Debug, Default)]
 struct LeaderLog {
@@ -660,17 +703,9 @@ struct LeaderLog {
 }
 
 impl LeaderLog {
-    /// Logs the changes of every peer's term or leader (after a tick).
+    /// Logs the changes of every peer's term or leader (after a round).
     fn observe_all(&mut self, store: &Store) {
         for peer in store.peers() {
-            self.note(peer);
-        }
-    }
-
-    /// Logs a change of region `region_id`'s term or leader (after a
-    /// message to it).
-    fn observe(&mut self, store: &Store, region_id: u64) {
-        if let Some(peer) = store.peer(region_id) {
             self.note(peer);
         }
     }
