@@ -19,7 +19,7 @@ LAB_ARGS = $(if $(TEST),--test $(TEST)) $(if $(SEED),--seed $(SEED)) $(if $(SEED
 LAB_TARGETS = project1 project2 project2a project2aa project2ab project2ac project2b project2c \
               project3 project3a project3b project3c project4 project4a project4b project4c
 
-.PHONY: help run build cluster cluster-stop cluster-status test test-workspace handout verify grade mutants docs fmt lint bench clean $(LAB_TARGETS)
+.PHONY: help run build cluster cluster-stop cluster-status test test-workspace handout verify grade mutants docs fmt lint bench bench-cluster clean $(LAB_TARGETS)
 
 help:
 	@echo "make run                 build and start tinykv-server --standalone on $(DATA) at $(ADDR)"
@@ -33,6 +33,8 @@ help:
 	@echo "                         score labs: this tree, or a submission laid over the official one"
 	@echo "make mutants LAB=2aa [SAMPLE=n] [SEED=s] [FORMAT=table|json] [REPORT=file]"
 	@echo "                         mutation testing of a lab's solution regions against its graded tests"
+	@echo "make bench-cluster [BENCH_ARGS='--requests 20000']"
+	@echo "                         3 stores beside 3 etcd members (if etcd is on PATH), then 1 beside 1"
 	@echo "make docs | fmt | lint | bench | clean"
 
 build:
@@ -103,6 +105,14 @@ fmt:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Closed-loop clients against 3 tinykv-server processes and, when `etcd` is
+# on PATH, against a 3-member etcd in the same run; then the put row on one
+# node (standalone server beside a single etcd). Release build.
+bench-cluster:
+	$(CARGO) build --release -p tinykv-server -p tinykv-bench
+	$(or $(CARGO_TARGET_DIR),target)/release/tinykv-bench $(BENCH_ARGS)
+	$(or $(CARGO_TARGET_DIR),target)/release/tinykv-bench --stores 1 --workloads put --clients 64 $(BENCH_ARGS)
 
 bench:
 	$(CARGO) bench -p raft --bench commit_throughput
