@@ -23,13 +23,31 @@ pub struct Config {
     pub applied: u64,
     /// The seed of the node's random number generator (mixed with `id`).
     pub seed: u64,
+    /// At most this many entries in one `MsgAppend` (a member far behind
+    /// catches up over several). etcd-raft bounds bytes instead
+    /// (`max_size_per_msg`); a count keeps the bound independent of what
+    /// the entries hold.
+    pub max_entries_per_msg: u64,
+    /// A pipelining leader (see [`Progress`](crate::Progress)) has at most
+    /// this many appends to one member unanswered; then it waits.
+    pub max_inflight_msgs: usize,
 }
 
 impl Config {
     /// A config for node `id` in a cluster of `peers`, with an election
-    /// timeout of 10 ticks, a heartbeat every tick, and seed 0.
+    /// timeout of 10 ticks, a heartbeat every tick, seed 0, and appends of
+    /// at most 1024 entries, at most 256 of them unanswered.
     pub fn new(id: u64, peers: Vec<u64>) -> Config {
-        Config { id, peers, election_tick: 10, heartbeat_tick: 1, applied: 0, seed: 0 }
+        Config {
+            id,
+            peers,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            applied: 0,
+            seed: 0,
+            max_entries_per_msg: 1024,
+            max_inflight_msgs: 256,
+        }
     }
 
     /// Checks the config once, so the rest of the crate can rely on it.
@@ -49,6 +67,12 @@ impl Config {
         }
         if self.election_tick == 0 {
             return Err(Error::ConfigInvalid("election_tick must be greater than 0".into()));
+        }
+        if self.max_entries_per_msg == 0 {
+            return Err(Error::ConfigInvalid("max_entries_per_msg must be greater than 0".into()));
+        }
+        if self.max_inflight_msgs == 0 {
+            return Err(Error::ConfigInvalid("max_inflight_msgs must be greater than 0".into()));
         }
         if self.heartbeat_tick >= self.election_tick {
             return Err(Error::ConfigInvalid(format!(
@@ -82,5 +106,9 @@ mod tests {
         c = Config::new(1, vec![1]);
         c.election_tick = 0;
         assert!(matches!(c.validate(), Err(Error::ConfigInvalid(_))));
+        c = Config { max_entries_per_msg: 0, ..Config::new(1, vec![1]) };
+        assert!(matches!(c.validate(), Err(Error::ConfigInvalid(s)) if s.contains("max_entries")));
+        c = Config { max_inflight_msgs: 0, ..Config::new(1, vec![1]) };
+        assert!(matches!(c.validate(), Err(Error::ConfigInvalid(s)) if s.contains("max_inflight")));
     }
 }

@@ -65,7 +65,7 @@ pub mod storage;
 
 pub use crate::config::Config;
 pub use crate::errors::{Error, Result};
-pub use crate::progress::Progress;
+pub use crate::progress::{Inflights, Progress, ProgressState};
 pub use crate::raft::{Raft, SoftState, StateRole, is_local_msg, is_response_msg, new_message};
 pub use crate::raft_log::RaftLog;
 pub use crate::raw_node::{RawNode, Ready};

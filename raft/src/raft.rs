@@ -44,7 +44,7 @@ use tinykv_proto::eraftpb::EntryType;
 
 use crate::config::Config;
 use crate::errors::{Error, Result};
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressState};
 use crate::raft_log::RaftLog;
 use crate::rng::Rng;
 use crate::storage::Storage;
@@ -141,6 +141,11 @@ pub struct Raft<T: Storage> {
     /// last heard from a valid leader or granted a vote; for a leader, since
     /// the term started or a leader transfer began.
     pub election_elapsed: usize,
+    /// At most this many entries per `MsgAppend` ([`Config::max_entries_per_msg`]).
+    pub max_entries_per_msg: u64,
+    /// At most this many unanswered appends per member while pipelining
+    /// ([`Config::max_inflight_msgs`]).
+    pub max_inflight_msgs: usize,
     rng: Rng,
 }
 
@@ -181,6 +186,8 @@ impl<T: Storage> Raft<T> {
             randomized_election_timeout: config.election_tick,
             heartbeat_elapsed: 0,
             election_elapsed: 0,
+            max_entries_per_msg: config.max_entries_per_msg,
+            max_inflight_msgs: config.max_inflight_msgs,
             rng: Rng::new(config.seed, config.id),
         };
         let next = raft.raft_log.last_index() + 1;
@@ -676,8 +683,14 @@ impl<T: Storage> Raft<T> {
     /// entries gets an append.
     pub fn handle_heartbeat_response(&mut self, m: Message) {
         // SOLUTION BEGIN lab 2aa
-        let Some(pr) = self.prs.get(&m.from) else { return };
-        if pr.matched < self.raft_log.last_index() {
+        let last = self.raft_log.last_index();
+        let Some(pr) = self.prs.get_mut(&m.from) else { return };
+        if pr.matched < last {
+            // It is alive but behind: an answer to a pipelined append may
+            // have been lost, so make room for one more.
+            if pr.inflights.len() >= self.max_inflight_msgs {
+                pr.inflights.free_first();
+            }
             self.send_append(m.from);
         }
         // SOLUTION STUB
@@ -787,23 +800,32 @@ impl<T: Storage> Raft<T> {
     /// instead (lab 2c).
     pub fn send_append(&mut self, to: u64) {
         // SOLUTION BEGIN lab 2aa
-        let Some(pr) = self.prs.get(&to).copied() else { return };
-        let prev = pr.next_index - 1;
+        let Some(pr) = self.prs.get(&to) else { return };
+        let (next, pipelining) = (pr.next_index, pr.state == ProgressState::Replicate);
         let last = self.raft_log.last_index();
+        // Entries to send, at most `max_entries_per_msg`; none while the
+        // pipeline is full (the commit index still goes out).
+        let full = pipelining && pr.inflights.len() >= self.max_inflight_msgs;
+        let high = if full { next } else { (last + 1).min(next + self.max_entries_per_msg) };
+        let prev = next - 1;
         let (log_term, entries) =
-            match (self.raft_log.term(prev), self.raft_log.entries(pr.next_index, last + 1)) {
+            match (self.raft_log.term(prev), self.raft_log.entries(next, high)) {
                 (Ok(term), Ok(entries)) => (term, entries),
                 (Err(Error::Compacted), _) | (_, Err(Error::Compacted)) => {
                     self.send_snapshot(to);
                     return;
                 }
                 (Err(e), _) | (_, Err(e)) => {
-                    panic!(
-                        "{} send_append to {to}: entries from {}: {e}",
-                        self.raft_log.tag, pr.next_index
-                    )
+                    panic!("{} send_append to {to}: entries from {next}: {e}", self.raft_log.tag)
                 }
             };
+        if pipelining
+            && let Some(sent) = entries.last().map(|e| e.index)
+            && let Some(pr) = self.prs.get_mut(&to)
+        {
+            pr.next_index = sent + 1;
+            pr.inflights.add(sent);
+        }
         let mut m = new_message(to, MessageType::MsgAppend);
         m.index = prev;
         m.log_term = log_term;
@@ -863,24 +885,37 @@ impl<T: Storage> Raft<T> {
     /// `MsgTimeoutNow` once it has every entry (or the next entries if not).
     pub fn handle_append_response(&mut self, m: Message) {
         // SOLUTION BEGIN lab 2ab
-        let Some(pr) = self.prs.get(&m.from).copied() else { return };
+        let last = self.raft_log.last_index();
+        let Some(pr) = self.prs.get_mut(&m.from) else { return };
         if m.reject {
             // The last index at most the hint whose term (in our log) is at
             // most the member's term there: everything after it differs.
             let candidate = self.raft_log.find_conflict_by_term(m.index, m.log_term);
             // Always move back by at least one, never below what matched:
             // this ends even if the response is stale.
-            let next = (pr.next_index - 1).min(candidate + 1).max(pr.matched + 1);
-            self.prs.insert(m.from, Progress { next_index: next, ..pr });
+            let next = (pr.next_index - 1).min(candidate + 1);
+            pr.become_probe(next);
             self.send_append(m.from);
             return;
         }
+        pr.inflights.free_to(m.index);
+        let mut more = false;
         if m.index > pr.matched {
-            let updated = Progress { matched: m.index, next_index: pr.next_index.max(m.index + 1) };
-            self.prs.insert(m.from, updated);
+            pr.matched = m.index;
+            pr.next_index = pr.next_index.max(m.index + 1);
+            if pr.state == ProgressState::Probe {
+                pr.become_replicate();
+            }
+            // Entries it still lacks and that no append carries yet (a
+            // bounded append, or a pipeline that was full).
+            more = pr.next_index <= last;
             if self.leader_maybe_commit() {
                 self.bcast_append();
+                more = false;
             }
+        }
+        if more {
+            self.send_append(m.from);
         }
         // SOLUTION END
         // SOLUTION BEGIN lab 3a
@@ -932,7 +967,8 @@ impl<T: Storage> Raft<T> {
         m.snapshot = Some(snapshot);
         self.send(m);
         if let Some(pr) = self.prs.get_mut(&to) {
-            pr.next_index = index + 1;
+            // Probe from just past the snapshot: its answer says what it holds.
+            pr.become_probe(index + 1);
         }
         // SOLUTION STUB
         // let _ = to;

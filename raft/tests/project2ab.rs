@@ -246,7 +246,7 @@ fn leader_replicates_proposal_with_prev_index_and_term_2ab() {
 #[test]
 fn leader_own_progress_2ab() {
     let mut r = leader_with(1, &[1, 2, 3], &[], 0);
-    let own = r.prs[&1];
+    let own = r.prs[&1].clone();
     assert_eq!(
         (own.matched, own.next_index),
         (1, 2),
@@ -257,7 +257,7 @@ fn leader_own_progress_2ab() {
         hint(REPL)
     );
     r.step(propose_msg(&[b"a", b"b"])).unwrap();
-    let own = r.prs[&1];
+    let own = r.prs[&1].clone();
     assert_eq!(
         (r.raft_log.last_index(), own.matched, own.next_index),
         (3, 3, 4),
@@ -275,7 +275,7 @@ fn leader_own_progress_2ab() {
         hint(REPL)
     );
     r.step(propose_msg(&[b"c"])).unwrap();
-    let own = r.prs[&1];
+    let own = r.prs[&1].clone();
     assert_eq!(
         (own.matched, own.next_index),
         (4, 5),
@@ -1125,7 +1125,7 @@ fn follower_next_index_after_election_2ab() {
     r.become_leader();
     let msgs = take(&mut r);
     for id in [2, 3] {
-        let pr = r.prs[&id];
+        let pr = r.prs[&id].clone();
         assert_eq!(
             (pr.matched, pr.next_index),
             (0, 4),
@@ -1156,7 +1156,7 @@ fn follower_next_index_after_election_2ab() {
     assert_eq!(r.state, StateRole::Leader, "setup: node 1 wins term {term}");
     let last_before_noop = r.raft_log.last_index() - 1;
     for id in [2, 3] {
-        let pr = r.prs[&id];
+        let pr = r.prs[&id].clone();
         assert_eq!(
             (pr.matched, pr.next_index),
             (0, last_before_noop + 1),
@@ -1195,7 +1195,7 @@ fn leader_backs_off_on_rejection_2ab() {
     r.step(append_resp(2, 1, 4, 6)).unwrap();
     assert_eq!(r.raft_log.committed, 6, "node 2 holds 1..=6: committed 6. {}", hint(COMMIT));
     r.step(rej).unwrap();
-    let pr = r.prs[&2];
+    let pr = r.prs[&2].clone();
     assert!(
         pr.matched == 6 && pr.next_index == 7,
         "a stale rejection arriving after node 2 acknowledged 6 must not lower its progress \

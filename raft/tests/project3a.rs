@@ -242,7 +242,7 @@ fn add_node_grows_membership_and_quorum_3a() {
         "after add_node(4): expected the leader's members [1, 2, 3, 4]. {}",
         hint_in(DOC, MEMBERS)
     );
-    let pr = net.peer(1).prs[&4];
+    let pr = net.peer(1).prs[&4].clone();
     assert!(
         pr.matched == 0 && (1..=last + 1).contains(&pr.next_index),
         "after add_node(4): expected the new member's progress to know nothing yet (matched 0, \
@@ -907,6 +907,7 @@ fn random_membership_and_transfers_keep_raft_safe_3a() {
         compaction: true,
         membership: true,
         transfers: true,
+        ..Default::default()
     };
     let stats =
         harness::chaos::check_seeds("random_membership_and_transfers_keep_raft_safe_3a", "3a", f);

@@ -1057,3 +1057,25 @@ fn harness_ready_that_never_empties_fails_fast() {
         ],
     );
 }
+
+/// The reference leader pipelines (raft/src/progress.rs): with appends of
+/// 1 to 3 entries and 1 or 2 of them unanswered, its windows are full
+/// most of the time, so bounded appends, full pipelines, rejections back
+/// to probing and lost answers all happen; the hostile network, crashes,
+/// compaction, membership changes and transfers keep every safety
+/// property, and the cluster still converges once healed.
+#[test]
+fn pipelining_with_small_windows_keeps_raft_safe() {
+    let f = harness::chaos::Features {
+        raw_node: true,
+        proposals: true,
+        restarts: true,
+        compaction: true,
+        membership: true,
+        transfers: true,
+        small_windows: true,
+    };
+    let stats =
+        harness::chaos::check_seeds("pipelining_with_small_windows_keeps_raft_safe", "2ab", f);
+    assert!(stats.entries_applied >= 10 * stats.runs, "the runs should apply entries: {stats:?}");
+}

@@ -113,7 +113,7 @@ async fn run(args: Args) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("machine: {cores} cores; load average before: {}", loadavg());
     if etcd.is_none() {
-        println!("etcd: not found on PATH (--etcd auto), so tinykv runs alone");
+        println!("etcd: not run (--etcd {}), so tinykv runs alone", args.etcd);
     }
 
     let stores = args.stores as usize;

@@ -108,6 +108,10 @@ pub struct Features {
     pub membership: bool,
     /// Leaders are asked to hand over to another member (lab 3a).
     pub transfers: bool,
+    /// Appends carry at most 1 to 3 entries and at most 1 or 2 may be
+    /// unanswered (`max_entries_per_msg`, `max_inflight_msgs`, drawn from
+    /// the seed), so a pipelining leader's window is full most of the time.
+    pub small_windows: bool,
 }
 
 /// Totals over the seeds of one test, to show the runs did something.
@@ -434,6 +438,10 @@ impl Sim {
         c.heartbeat_tick = 1;
         c.applied = applied;
         c.seed = self.seed ^ self.now.wrapping_mul(0x9E37);
+        if self.f.small_windows {
+            c.max_entries_per_msg = 1 + self.seed % 3;
+            c.max_inflight_msgs = 1 + (self.seed / 3 % 2) as usize;
+        }
         c
     }
 
