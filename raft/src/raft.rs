@@ -44,7 +44,7 @@ use tinykv_proto::eraftpb::EntryType;
 
 use crate::config::Config;
 use crate::errors::{Error, Result};
-use crate::progress::{Progress, ProgressState};
+use crate::progress::Progress;
 use crate::raft_log::RaftLog;
 use crate::rng::Rng;
 use crate::storage::Storage;
@@ -801,7 +801,7 @@ impl<T: Storage> Raft<T> {
     pub fn send_append(&mut self, to: u64) {
         // SOLUTION BEGIN lab 2aa
         let Some(pr) = self.prs.get(&to) else { return };
-        let (next, pipelining) = (pr.next_index, pr.state == ProgressState::Replicate);
+        let (next, pipelining) = (pr.next_index, pr.state == crate::ProgressState::Replicate);
         let last = self.raft_log.last_index();
         // Entries to send, at most `max_entries_per_msg`; none while the
         // pipeline is full (the commit index still goes out).
@@ -903,7 +903,7 @@ impl<T: Storage> Raft<T> {
         if m.index > pr.matched {
             pr.matched = m.index;
             pr.next_index = pr.next_index.max(m.index + 1);
-            if pr.state == ProgressState::Probe {
+            if pr.state == crate::ProgressState::Probe {
                 pr.become_replicate();
             }
             // Entries it still lacks and that no append carries yet (a
