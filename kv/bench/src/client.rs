@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use tinykv_proto::errorpb;
 use tinykv_proto::kvrpcpb::{RawGetRequest, RawPutRequest};
 use tinykv_proto::tinykvpb::tiny_kv_client::TinyKvClient;
 use tonic::transport::{Channel, Endpoint};
@@ -68,63 +69,62 @@ impl Client {
     }
 
     pub async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
-        match self {
-            Client::Etcd(kv) => {
-                kv.put(PutRequest { key, value }).await.map_err(|s| format!("etcd put: {s}"))?;
-                Ok(())
-            }
-            Client::Tinykv { .. } => {
-                let mut last = String::new();
-                for _ in 0..ATTEMPTS {
-                    let Client::Tinykv { conn, .. } = self else { unreachable!() };
-                    let req = RawPutRequest {
-                        key: key.clone(),
-                        value: value.clone(),
-                        cf: "default".into(),
-                        ..Default::default()
-                    };
-                    let answer = conn.raw_put(req).await.map(|r| r.into_inner());
-                    let verdict = match &answer {
-                        Ok(r) if r.region_error.is_none() && r.error.is_empty() => return Ok(()),
-                        Ok(r) => Verdict::of(r.region_error.as_ref(), &r.error),
-                        Err(status) => Verdict::Unreachable(status.to_string()),
-                    };
-                    last = verdict.describe();
-                    self.follow(verdict).await?;
-                }
-                Err(format!("a put got no answer in {ATTEMPTS} attempts (last: {last})"))
-            }
+        if let Client::Etcd(kv) = self {
+            kv.put(PutRequest { key, value }).await.map_err(|s| format!("etcd put: {s}"))?;
+            return Ok(());
         }
+        self.tinykv("put", |mut conn| {
+            let req = RawPutRequest {
+                key: key.clone(),
+                value: value.clone(),
+                cf: "default".into(),
+                ..Default::default()
+            };
+            async move {
+                conn.raw_put(req).await.map(|r| r.into_inner()).map(|r| (r.region_error, r.error))
+            }
+        })
+        .await
     }
 
     pub async fn get(&mut self, key: Vec<u8>) -> Result<(), String> {
-        match self {
-            Client::Etcd(kv) => {
-                let req = RangeRequest { key, serializable: false };
-                kv.range(req).await.map_err(|s| format!("etcd get: {s}"))?;
-                Ok(())
-            }
-            Client::Tinykv { .. } => {
-                let mut last = String::new();
-                for _ in 0..ATTEMPTS {
-                    let Client::Tinykv { conn, .. } = self else { unreachable!() };
-                    let req = RawGetRequest {
-                        key: key.clone(),
-                        cf: "default".into(),
-                        ..Default::default()
-                    };
-                    let answer = conn.raw_get(req).await.map(|r| r.into_inner());
-                    let verdict = match &answer {
-                        Ok(r) if r.region_error.is_none() && r.error.is_empty() => return Ok(()),
-                        Ok(r) => Verdict::of(r.region_error.as_ref(), &r.error),
-                        Err(status) => Verdict::Unreachable(status.to_string()),
-                    };
-                    last = verdict.describe();
-                    self.follow(verdict).await?;
-                }
-                Err(format!("a get got no answer in {ATTEMPTS} attempts (last: {last})"))
-            }
+        if let Client::Etcd(kv) = self {
+            let req = RangeRequest { key, serializable: false };
+            kv.range(req).await.map_err(|s| format!("etcd get: {s}"))?;
+            return Ok(());
         }
+        self.tinykv("get", |mut conn| {
+            let req =
+                RawGetRequest { key: key.clone(), cf: "default".into(), ..Default::default() };
+            async move {
+                conn.raw_get(req).await.map(|r| r.into_inner()).map(|r| (r.region_error, r.error))
+            }
+        })
+        .await
+    }
+
+    /// Sends a TinyKV request (`call` sends it on a connection and returns
+    /// the answer's region error and error) until it succeeds, following
+    /// the answers to the leader, at most [`ATTEMPTS`] times.
+    async fn tinykv<F, Fut>(&mut self, what: &str, mut call: F) -> Result<(), String>
+    where
+        F: FnMut(TinyKvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<(Option<errorpb::Error>, String), tonic::Status>>,
+    {
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            let Client::Tinykv { conn, .. } = self else {
+                unreachable!("tinykv() on an etcd client")
+            };
+            let verdict = match call(conn.clone()).await {
+                Ok((None, error)) if error.is_empty() => return Ok(()),
+                Ok((region_error, error)) => Verdict::of(region_error.as_ref(), &error),
+                Err(status) => Verdict::Unreachable(status.to_string()),
+            };
+            last = verdict.describe();
+            self.follow(verdict).await?;
+        }
+        Err(format!("a {what} got no answer in {ATTEMPTS} attempts (last: {last})"))
     }
 
     /// Acts on a failed TinyKV request: moves to the named leader, or to
@@ -177,7 +177,7 @@ impl Verdict {
         }
     }
 
-    fn of(region_error: Option<&tinykv_proto::errorpb::Error>, error: &str) -> Verdict {
+    fn of(region_error: Option<&errorpb::Error>, error: &str) -> Verdict {
         match region_error {
             None => Verdict::Fatal(format!("tinykv error: {error}")),
             Some(e) => match &e.not_leader {
